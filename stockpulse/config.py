@@ -1,0 +1,165 @@
+"""Settings for every component, read from environment variables with defaults that work on a laptop.
+
+Each field's comment names its variable; the README's environment table lists the same names.
+When ``KAFKA_BOOTSTRAP_SERVERS`` or ``DATABASE_URL`` is unset the project runs its own embedded
+broker or PostgreSQL on loopback; when set, it starts nothing and uses what it is given.
+Validation happens here, at start-up, so a bad value fails with one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from stockpulse.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "")
+    return value.strip() if value.strip() else default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = _get(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name, "true" if default else "false").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _path(env: Mapping[str, str], name: str, default: str) -> Path:
+    path = Path(_get(env, name, default))
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str  # KAFKA_BOOTSTRAP_SERVERS (unset: embedded broker on 127.0.0.1:KAFKA_EMBEDDED_PORT)
+    topic: str  # KAFKA_TOPIC
+    partitions: int  # KAFKA_TOPIC_PARTITIONS, used when the project creates the topic
+    embedded: bool  # true when KAFKA_BOOTSTRAP_SERVERS is unset
+    embedded_port: int  # KAFKA_EMBEDDED_PORT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "KafkaSettings":
+        port = _int(env, "KAFKA_EMBEDDED_PORT", 9092, 1)
+        external = _get(env, "KAFKA_BOOTSTRAP_SERVERS", "")
+        topic = _get(env, "KAFKA_TOPIC", "stock_ticks")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
+            raise ConfigError(f"KAFKA_TOPIC={topic!r} is not a valid Kafka topic name")
+        return cls(
+            bootstrap_servers=external or f"127.0.0.1:{port}",
+            topic=topic,
+            partitions=_int(env, "KAFKA_TOPIC_PARTITIONS", 3, 1),
+            embedded=not external,
+            embedded_port=port,
+        )
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    url: str  # DATABASE_URL (unset: embedded server on 127.0.0.1:PG_EMBEDDED_PORT, database stocks)
+    embedded: bool
+    embedded_port: int  # PG_EMBEDDED_PORT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "PostgresSettings":
+        port = _int(env, "PG_EMBEDDED_PORT", 5432, 1)
+        external = _get(env, "DATABASE_URL", "")
+        if external and not external.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                f"DATABASE_URL must start with postgresql:// (got {redact_url(external)!r})"
+            )
+        return cls(
+            url=external or f"postgresql://stockpulse@127.0.0.1:{port}/stocks",
+            embedded=not external,
+            embedded_port=port,
+        )
+
+
+PARTITION_COLUMN_CHOICES = ("index", "date")
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    master: str  # SPARK_MASTER
+    lake_path: Path  # LAKE_PATH
+    checkpoint_dir: Path  # CHECKPOINT_DIR (holds parquet/ and postgres/)
+    partition_by: tuple[str, ...]  # LAKE_PARTITION_BY, comma-separated subset of index,date
+    trigger_interval: str  # TRIGGER_INTERVAL, e.g. "5 seconds"
+    max_offsets_per_trigger: int  # MAX_OFFSETS_PER_TRIGGER (0: no limit)
+    starting_offsets: str  # STARTING_OFFSETS: earliest | latest | JSON
+    fail_on_data_loss: bool  # FAIL_ON_DATA_LOSS
+    kafka_source: str  # KAFKA_SOURCE: auto | builtin | python
+    shuffle_partitions: int  # SPARK_SHUFFLE_PARTITIONS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "ConsumerSettings":
+        partition_by = tuple(
+            c.strip() for c in _get(env, "LAKE_PARTITION_BY", "index,date").split(",") if c.strip()
+        )
+        if partition_by == ("none",):
+            partition_by = ()
+        unknown = [c for c in partition_by if c not in PARTITION_COLUMN_CHOICES]
+        if unknown or len(set(partition_by)) != len(partition_by):
+            raise ConfigError(
+                f"LAKE_PARTITION_BY={','.join(partition_by)!r}: use a comma-separated subset of "
+                f"{','.join(PARTITION_COLUMN_CHOICES)}, or none"
+            )
+        source = _get(env, "KAFKA_SOURCE", "auto").lower()
+        if source not in ("auto", "builtin", "python"):
+            raise ConfigError(f"KAFKA_SOURCE={source!r}: use auto, builtin or python")
+        trigger = _get(env, "TRIGGER_INTERVAL", "5 seconds")
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(milliseconds?|seconds?|minutes?|ms|s|m)", trigger):
+            raise ConfigError(f"TRIGGER_INTERVAL={trigger!r}: use e.g. '5 seconds' or '500 milliseconds'")
+        return cls(
+            master=_get(env, "SPARK_MASTER", "local[2]"),
+            lake_path=_path(env, "LAKE_PATH", "lake/parquet"),
+            checkpoint_dir=_path(env, "CHECKPOINT_DIR", "chk"),
+            partition_by=partition_by,
+            trigger_interval=trigger,
+            max_offsets_per_trigger=_int(env, "MAX_OFFSETS_PER_TRIGGER", 0),
+            starting_offsets=_get(env, "STARTING_OFFSETS", "earliest"),
+            fail_on_data_loss=_bool(env, "FAIL_ON_DATA_LOSS", True),
+            kafka_source=source,
+            shuffle_partitions=_int(env, "SPARK_SHUFFLE_PARTITIONS", 4, 1),
+        )
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where ``make up`` keeps its state: embedded databases, pid files and logs."""
+
+    state_dir: Path  # STOCKPULSE_STATE_DIR
+    kafka: KafkaSettings = field(default_factory=KafkaSettings.from_env)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings.from_env)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "StackSettings":
+        return cls(
+            state_dir=_path(env, "STOCKPULSE_STATE_DIR", ".state"),
+            kafka=KafkaSettings.from_env(env),
+            postgres=PostgresSettings.from_env(env),
+        )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, so it can be logged or shown on the dashboard."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)

@@ -1,0 +1,95 @@
+"""The tick contract, defined once.
+
+Every consumer of the tick shape derives from :data:`TICK_FIELDS` and :data:`STORED_FIELDS`:
+the producer's validation and JSON encoding, Spark's ``StructType`` for ``from_json``, the
+``ticks_raw`` DDL (a test compares ``postgres/init.sql`` with :func:`ticks_raw_columns`), and the
+dashboard's column list. Prices are fixed-point decimals (scale 8) rather than floats so that
+``trade_value = close * volume`` holds exactly in every sink and a SQL check can test equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRICE_SCALE = 8
+"""Decimal places kept for prices; CloseUSD in the Kaggle data carries up to 8."""
+
+PRICE_PRECISION = 18
+TRADE_VALUE_PRECISION = 38
+"""close DECIMAL(18,8) x volume DECIMAL(19,0) fits DECIMAL(38,8) without Spark reducing scale."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of the contract, with its type in each system that carries it."""
+
+    name: str
+    json_type: str  # "string" | "number" | "integer"
+    spark_type: str  # Spark SQL DDL type
+    sql_type: str  # PostgreSQL type
+    nullable: bool
+    doc: str
+
+
+_PRICE_SPARK = f"DECIMAL({PRICE_PRECISION},{PRICE_SCALE})"
+_PRICE_SQL = f"NUMERIC({PRICE_PRECISION},{PRICE_SCALE})"
+
+
+def _price(name: str, nullable: bool, doc: str) -> Field:
+    return Field(name, "number", _PRICE_SPARK, _PRICE_SQL, nullable, doc)
+
+
+TICK_FIELDS: tuple[Field, ...] = (
+    Field("stream_ts", "string", "TIMESTAMP", "TIMESTAMPTZ", False,
+          "UTC wall-clock time the producer emitted the tick (ISO-8601, ends in Z)"),
+    Field("date", "string", "DATE", "DATE", False, "trading date of the historical row (YYYY-MM-DD)"),
+    Field("index", "string", "STRING", "TEXT", False, "index symbol, e.g. HSI; also the Kafka key"),
+    _price("open", True, "opening level"),
+    _price("high", True, "day high"),
+    _price("low", True, "day low"),
+    _price("close", False, "closing level"),
+    _price("adj_close", True, "adjusted close"),
+    Field("volume", "integer", "BIGINT", "BIGINT", False, "traded volume (whole units)"),
+    _price("close_usd", True, "close converted to USD at a fixed rate"),
+)
+"""The fields of one JSON message on the ``stock_ticks`` topic, in order."""
+
+TRADE_VALUE = Field(
+    "trade_value", "number", f"DECIMAL({TRADE_VALUE_PRECISION},{PRICE_SCALE})",
+    f"NUMERIC({TRADE_VALUE_PRECISION},{PRICE_SCALE})", False, "close * volume, added by Spark",
+)
+
+LINEAGE_FIELDS: tuple[Field, ...] = (
+    Field("kafka_topic", "string", "STRING", "TEXT", False, "topic the message was read from"),
+    Field("kafka_partition", "integer", "INT", "INTEGER", False, "Kafka partition"),
+    Field("kafka_offset", "integer", "BIGINT", "BIGINT", False, "Kafka offset in that partition"),
+)
+"""Where each row sat in Kafka: lineage for the sinks and the key that makes writes idempotent."""
+
+STORED_FIELDS: tuple[Field, ...] = TICK_FIELDS + (TRADE_VALUE,) + LINEAGE_FIELDS
+"""Columns of ``ticks_raw`` and of the Parquet lake, in order (the lake also partitions by some)."""
+
+REQUIRED_TICK_FIELDS: tuple[str, ...] = tuple(f.name for f in TICK_FIELDS if not f.nullable)
+
+FIELD_BY_NAME = {f.name: f for f in STORED_FIELDS}
+
+
+def tick_field_names() -> list[str]:
+    """Names of the JSON fields, in contract order."""
+    return [f.name for f in TICK_FIELDS]
+
+
+def ticks_raw_columns() -> dict[str, tuple[str, bool]]:
+    """``{column: (sql_type, nullable)}`` that ``ticks_raw`` must have."""
+    return {f.name: (f.sql_type, f.nullable) for f in STORED_FIELDS}
+
+
+def spark_tick_schema():
+    """The ``StructType`` that ``from_json`` parses a message value with.
+
+    Imported lazily so the producer and the dashboard do not need a JVM.
+    """
+    from pyspark.sql.types import StructType
+
+    ddl = ", ".join(f"`{f.name}` {f.spark_type}" for f in TICK_FIELDS)
+    return StructType.fromDDL(ddl)
