@@ -116,23 +116,37 @@ def parse_row(fields: list[str]) -> TickRow:
     )
 
 
+def _check_header(path: Path, reader) -> None:
+    try:
+        header = next(reader, None)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}:1: cannot read the header: {exc}") from None
+    if header is None or tuple(h.strip() for h in header) != PROCESSED_COLUMNS:
+        found = ",".join(header) if header else "an empty file"
+        raise InputError(f"{path}:1: expected header {','.join(PROCESSED_COLUMNS)}, found {found}")
+
+
+def check_header(path: Path) -> None:
+    """Raise :class:`InputError` unless ``path`` is a readable file with the processed header.
+
+    Called before connecting to anything, so a typo in ``--csv`` fails at once.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (pass --csv PATH or build it with scripts/build_processed_csv.py)")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        _check_header(path, csv.reader(handle))
+
+
 def read_rows(path: Path) -> Iterator[Union[TickRow, BadRow]]:
     """Stream a processed CSV: each record becomes a :class:`TickRow` or a :class:`BadRow`.
 
     A missing file or a wrong header raises :class:`InputError` before anything is yielded,
     because nothing sensible can be replayed from it. A BOM and CRLF line ends are accepted.
     """
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (pass --csv PATH or build it with scripts/build_processed_csv.py)")
+    check_header(path)
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}:1: cannot read the header: {exc}") from None
-        if header is None or tuple(h.strip() for h in header) != PROCESSED_COLUMNS:
-            found = ",".join(header) if header else "an empty file"
-            raise InputError(f"{path}:1: expected header {','.join(PROCESSED_COLUMNS)}, found {found}")
+        _check_header(path, reader)
         line = reader.line_num
         while True:
             try:

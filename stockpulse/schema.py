@@ -63,11 +63,23 @@ LINEAGE_FIELDS: tuple[Field, ...] = (
     Field("kafka_topic", "string", "STRING", "TEXT", False, "topic the message was read from"),
     Field("kafka_partition", "integer", "INT", "INTEGER", False, "Kafka partition"),
     Field("kafka_offset", "integer", "BIGINT", "BIGINT", False, "Kafka offset in that partition"),
+    Field("kafka_timestamp", "string", "TIMESTAMP", "TIMESTAMPTZ", False,
+          "the record's Kafka timestamp (producer send time)"),
 )
-"""Where each row sat in Kafka: lineage for the sinks and the key that makes writes idempotent."""
+"""Where each row sat in Kafka: lineage for the sinks and the key that makes writes idempotent.
+
+The offset alone is not an identity: the embedded broker keeps topics in memory, so after a
+restart offsets begin again at 0. The record timestamp tells those lives of a topic apart.
+"""
+
+IDENTITY_COLUMNS: tuple[str, ...] = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+"""The unique key of ``ticks_raw`` and ``ticks_dead_letter``: a replayed record changes nothing."""
 
 STORED_FIELDS: tuple[Field, ...] = TICK_FIELDS + (TRADE_VALUE,) + LINEAGE_FIELDS
 """Columns of ``ticks_raw`` and of the Parquet lake, in order (the lake also partitions by some)."""
+
+REASON_COLUMN = "dead_letter_reason"
+"""Column the consumer adds while a record is in flight: why it is not a valid tick, or NULL."""
 
 REQUIRED_TICK_FIELDS: tuple[str, ...] = tuple(f.name for f in TICK_FIELDS if not f.nullable)
 

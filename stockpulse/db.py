@@ -1,0 +1,44 @@
+"""PostgreSQL access shared by the set-up, the consumer and the checks: connect, apply init.sql.
+
+psycopg 3 is the client: it speaks COPY natively (the bulk path the Spark sink uses) and its
+binary wheel needs no system libraries.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from stockpulse.config import PROJECT_ROOT, redact_url
+from stockpulse.errors import ServiceError
+
+logger = logging.getLogger(__name__)
+
+INIT_SQL = PROJECT_ROOT / "postgres" / "init.sql"
+
+
+def connect(url: str, autocommit: bool = False, connect_timeout: int = 10):
+    """A psycopg connection; an unreachable server becomes a one-line :class:`ServiceError`."""
+    import psycopg
+
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ServiceError(
+            f"cannot connect to PostgreSQL at {redact_url(url)}: {reason} "
+            "(start it with 'make services' or fix DATABASE_URL)"
+        ) from None
+
+
+def apply_init_sql(url: str, path: Path = INIT_SQL) -> None:
+    """Create the tables and indexes if absent; safe to run concurrently and repeatedly."""
+    sql = path.read_text()
+    with connect(url, autocommit=True) as conn:
+        # One advisory lock so two starters do not race on CREATE ... IF NOT EXISTS.
+        conn.execute("SELECT pg_advisory_lock(746173)")
+        try:
+            conn.execute(sql)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(746173)")
+    logger.info("applied %s to %s", path.name, redact_url(url))

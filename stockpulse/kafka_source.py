@@ -1,0 +1,321 @@
+"""A Kafka source for Spark Structured Streaming, written on Spark's Python Data Source API.
+
+Why it exists: the official ``format("kafka")`` connector is a jar from Maven Central, which is
+not reachable everywhere this project runs. This reader gives the same row shape (key, value,
+topic, partition, offset, timestamp, timestampType), the same offset JSON
+(``{"topic": {"0": 42}}``) kept in Spark's checkpoint, and the options users know:
+``kafka.bootstrap.servers``, ``subscribe``, ``startingOffsets``, ``maxOffsetsPerTrigger``,
+``failOnDataLoss``. The consumer job uses the official connector whenever its jar is on the
+classpath, and this one otherwise.
+
+Client: confluent-kafka (librdkafka) in both driver and tasks. It consumed ~3.5x faster than
+kafka-python on these machines, and its fetch-derived high watermark is correct on tansu, whose
+ListOffsets(LATEST) answer is too low (see FINDINGS): offsets are never sized from ListOffsets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    SupportsTriggerAvailableNow,
+)
+
+logger = logging.getLogger(__name__)
+
+SOURCE_NAME = "stockpulse_kafka"
+
+KAFKA_ROW_SCHEMA = (
+    "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, "
+    "timestamp TIMESTAMP, timestampType INT"
+)
+"""Identical to the official Kafka source, so everything downstream is source-agnostic."""
+
+EARLIEST, LATEST = -2, -1
+SPLIT_SIZE = 50_000
+"""Offsets per Spark task; a large backlog on one partition is read by several tasks."""
+
+
+class KafkaSourceError(RuntimeError):
+    """Raised inside Spark; the message says what happened and what the user can do."""
+
+
+@dataclass(frozen=True)
+class OffsetRange(InputPartition):
+    """One Spark task's share: offsets [start, end) of one Kafka partition."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+def plan_ranges(topic: str, start: dict[int, int], end: dict[int, int], split: int = SPLIT_SIZE) -> list[OffsetRange]:
+    """Split each partition's [start, end) into ranges of at most ``split`` offsets."""
+    ranges = []
+    for partition in sorted(end):
+        lo, hi = start.get(partition, 0), end[partition]
+        while lo < hi:
+            ranges.append(OffsetRange(topic, partition, lo, min(lo + split, hi)))
+            lo += split
+    return ranges
+
+
+def cap_offsets(start: dict[int, int], latest: dict[int, int], max_rows: int) -> dict[int, int]:
+    """Advance at most ``max_rows`` offsets in total, shared in proportion to each backlog.
+
+    Every partition with a backlog advances by at least one offset so none is starved.
+    """
+    backlog = {p: max(0, latest[p] - start.get(p, 0)) for p in latest}
+    total = sum(backlog.values())
+    if total <= max_rows:
+        return dict(latest)
+    capped = {}
+    for p, lag in backlog.items():
+        share = max(1, lag * max_rows // total) if lag else 0
+        capped[p] = start.get(p, 0) + min(lag, share)
+    return capped
+
+
+def parse_starting_offsets(spec: str, topic: str) -> dict[int, int] | str:
+    """``earliest``/``latest`` as given, or the official JSON form parsed to {partition: offset}."""
+    value = spec.strip()
+    if value.lower() in ("earliest", "latest"):
+        return value.lower()
+    try:
+        parsed = json.loads(value)
+        return {int(p): int(o) for p, o in parsed[topic].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise KafkaSourceError(
+            f"startingOffsets={spec!r}: use earliest, latest or JSON like "
+            f'{{"{topic}": {{"0": 42, "1": -2}}}} (-2 earliest, -1 latest)'
+        ) from None
+
+
+def _consumer(bootstrap: str, **extra):
+    from confluent_kafka import Consumer
+
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": "stockpulse-spark-reader",  # required by librdkafka; never joined or committed
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "error",
+        "socket.timeout.ms": 10_000,
+        "log_level": 3,
+    }
+    config.update(extra)
+    return Consumer(config)
+
+
+def watermarks(bootstrap: str, topic: str, positions: dict[int, int] | None, timeout: float = 15.0) -> dict[int, tuple[int, int]]:
+    """{partition: (low, high)} for every partition of ``topic``, from real fetch responses.
+
+    A tiny fetch at each known position (or at the beginning) returns the partition's high
+    watermark in its response; that value is right on every broker, unlike ListOffsets on tansu.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
+    consumer = _consumer(bootstrap, **{"fetch.wait.max.ms": 10, "max.partition.fetch.bytes": 1,
+                                        "fetch.max.bytes": 1024, "message.max.bytes": 1024})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        info = metadata.topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            raise KafkaSourceError(f"topic {topic!r} does not exist on {bootstrap}: create it (make services) or check KAFKA_TOPIC")
+        partitions = sorted(info.partitions)
+        positions = positions or {}
+        consumer.assign([TopicPartition(topic, p, positions.get(p, OFFSET_BEGINNING)) for p in partitions])
+        found: dict[int, tuple[int, int]] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < len(partitions):
+            for message in consumer.consume(64, timeout=0.05):
+                err = message.error()
+                if err is not None and err.code() not in (KafkaError._PARTITION_EOF, KafkaError.OFFSET_OUT_OF_RANGE):
+                    logger.debug("watermark probe: %s", err)
+            for p in partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                if high >= 0:
+                    found[p] = (max(low, 0), high)
+            if time.monotonic() > deadline:
+                missing = sorted(set(partitions) - set(found))
+                raise KafkaSourceError(f"no answer from {bootstrap} for {topic} partitions {missing} within {timeout:.0f} s")
+        return found
+    finally:
+        consumer.close()
+
+
+class KafkaDataSource(DataSource):
+    """``spark.readStream.format("stockpulse_kafka")``: see the module docstring."""
+
+    @classmethod
+    def name(cls) -> str:
+        return SOURCE_NAME
+
+    def schema(self) -> str:
+        return KAFKA_ROW_SCHEMA
+
+    def streamReader(self, schema) -> "KafkaStreamReader":
+        return KafkaStreamReader(self.options)
+
+
+class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    """Offsets are ``{topic: {"partition": next_offset}}``, the official source's JSON shape."""
+
+    def __init__(self, options) -> None:
+        # ``options`` is case-insensitive; dict(options) would lower-case the keys, so read from it.
+        self.bootstrap = options.get("kafka.bootstrap.servers")
+        self.topic = options.get("subscribe")
+        if not self.bootstrap or not self.topic:
+            raise KafkaSourceError("options kafka.bootstrap.servers and subscribe are required")
+        self.starting = parse_starting_offsets(options.get("startingOffsets", "earliest"), self.topic)
+        self.max_offsets = int(options.get("maxOffsetsPerTrigger", "0") or 0)
+        self.fail_on_data_loss = str(options.get("failOnDataLoss", "true")).lower() != "false"
+        self.poll_timeout = float(options.get("kafkaConsumer.pollTimeoutMs", "120000")) / 1000
+        self.target: dict[int, int] | None = None
+
+    # -- offsets ------------------------------------------------------------------------------
+    def _wrap(self, offsets: dict[int, int]) -> dict:
+        return {self.topic: {str(p): o for p, o in sorted(offsets.items())}}
+
+    def _unwrap(self, offset: dict) -> dict[int, int]:
+        return {int(p): int(o) for p, o in offset.get(self.topic, {}).items()}
+
+    def initialOffset(self) -> dict:
+        marks = watermarks(self.bootstrap, self.topic, None)
+        if self.starting == "earliest":
+            return self._wrap({p: low for p, (low, _) in marks.items()})
+        if self.starting == "latest":
+            return self._wrap({p: high for p, (_, high) in marks.items()})
+        chosen = {}
+        for p, (low, high) in marks.items():
+            wanted = self.starting.get(p, EARLIEST)
+            chosen[p] = low if wanted == EARLIEST else high if wanted == LATEST else wanted
+        return self._wrap(chosen)
+
+    def _check_loss(self, start: dict[int, int], marks: dict[int, tuple[int, int]]) -> dict[int, int]:
+        """Start positions after data-loss handling: fail, or skip to what the broker still has."""
+        adjusted = dict(start)
+        for p, (low, high) in marks.items():
+            if p not in start:
+                adjusted[p] = low  # a partition added since the last batch: read it from the start
+                continue
+            if start[p] > high:
+                problem = (f"partition {p} of {self.topic}: the checkpoint is at offset {start[p]} but the broker "
+                           f"ends at {high}; the topic was recreated (the embedded broker keeps messages in memory)")
+            elif start[p] < low:
+                problem = f"partition {p} of {self.topic}: offsets {start[p]}..{low - 1} were deleted before they were read"
+            else:
+                continue
+            if self.fail_on_data_loss:
+                raise KafkaSourceError(
+                    problem + ". Run 'python clear_outputs.py --yes' to start over, or set "
+                    "FAIL_ON_DATA_LOSS=false to continue from the earliest offset still available"
+                )
+            logger.warning("%s; continuing from offset %d (failOnDataLoss=false)", problem, low)
+            adjusted[p] = low
+        return adjusted
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        begin = self._unwrap(start)
+        marks = watermarks(self.bootstrap, self.topic, begin)
+        begin = self._check_loss(begin, marks)
+        latest = {p: high for p, (_, high) in marks.items()}
+        if self.target is not None:
+            latest = {p: min(latest[p], self.target.get(p, begin.get(p, 0))) for p in latest}
+            latest = {p: max(latest[p], begin.get(p, 0)) for p in latest}
+        if isinstance(limit, ReadMaxRows):
+            latest = cap_offsets(begin, latest, limit.max_rows)
+        return self._wrap(latest)
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        return ReadMaxRows(self.max_offsets) if self.max_offsets > 0 else ReadAllAvailable()
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        self.target = {p: high for p, (_, high) in watermarks(self.bootstrap, self.topic, None).items()}
+        logger.info("availableNow: reading %s up to %s", self.topic, self.target)
+
+    def reportLatestOffset(self) -> dict | None:
+        return None
+
+    def partitions(self, start: dict, end: dict) -> list[OffsetRange]:
+        begin, finish = self._unwrap(start), self._unwrap(end)
+        # A partition whose end is below its start was reset after data loss: read it from 0.
+        begin = {p: (o if o <= finish.get(p, o) else 0) for p, o in begin.items()}
+        return plan_ranges(self.topic, begin, finish)
+
+    def commit(self, end: dict) -> None:
+        """Nothing to release: each task opens and closes its own client."""
+
+    # -- data ---------------------------------------------------------------------------------
+    def read(self, partition: OffsetRange) -> Iterator:
+        yield from read_range(self.bootstrap, partition, self.poll_timeout)
+
+
+def read_range(bootstrap: str, part: OffsetRange, poll_timeout: float, batch_rows: int = 20_000) -> Iterator:
+    """Yield pyarrow RecordBatches holding exactly the records of ``part``, in offset order."""
+    import pyarrow as pa
+    from confluent_kafka import KafkaError, TopicPartition
+
+    schema = pa.schema([
+        ("key", pa.binary()), ("value", pa.binary()), ("topic", pa.string()), ("partition", pa.int32()),
+        ("offset", pa.int64()), ("timestamp", pa.timestamp("us", tz="UTC")), ("timestampType", pa.int32()),
+    ])
+    consumer = _consumer(bootstrap, **{"fetch.max.bytes": 16 * 1024 * 1024,
+                                        "max.partition.fetch.bytes": 8 * 1024 * 1024})
+    consumer.assign([TopicPartition(part.topic, part.partition, part.start)])
+    keys, values, offsets, stamps, types = [], [], [], [], []
+
+    def flush():
+        n = len(offsets)
+        batch = pa.RecordBatch.from_arrays([
+            pa.array(keys, pa.binary()), pa.array(values, pa.binary()),
+            pa.array([part.topic] * n, pa.string()), pa.array([part.partition] * n, pa.int32()),
+            pa.array(offsets, pa.int64()), pa.array(stamps, pa.timestamp("us", tz="UTC")),
+            pa.array(types, pa.int32()),
+        ], schema=schema)
+        for column in (keys, values, offsets, stamps, types):
+            column.clear()
+        return batch
+
+    position, idle_since = part.start, time.monotonic()
+    try:
+        while position < part.end:
+            messages = consumer.consume(10_000, timeout=0.5)
+            if not messages and time.monotonic() - idle_since > poll_timeout:
+                raise KafkaSourceError(
+                    f"timed out reading {part.topic}[{part.partition}] at offset {position} "
+                    f"(wanted up to {part.end}) after {poll_timeout:.0f} s: is the broker up?"
+                )
+            for message in messages:
+                err = message.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaSourceError(f"reading {part.topic}[{part.partition}]: {err.str()}")
+                offset = message.offset()
+                if offset < position or offset >= part.end:
+                    continue
+                ts_type, ts_ms = message.timestamp()
+                keys.append(message.key())
+                values.append(message.value())
+                offsets.append(offset)
+                stamps.append(ts_ms * 1000 if ts_ms >= 0 else None)
+                types.append(ts_type - 1 if ts_type > 0 else -1)
+                position = offset + 1
+            if messages:
+                idle_since = time.monotonic()
+            if len(offsets) >= batch_rows:
+                yield flush()
+        if offsets:
+            yield flush()
+    finally:
+        consumer.close()

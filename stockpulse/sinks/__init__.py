@@ -1,0 +1,1 @@
+"""The consumer's two sinks: the Parquet lake and PostgreSQL."""

@@ -1,0 +1,61 @@
+"""From Kafka records to ticks: parse JSON on the JVM, enrich, and name what is malformed.
+
+Everything here builds Spark column expressions from :mod:`stockpulse.schema`, so the parsing
+rules and the contract cannot drift apart. ``from_json`` runs in the JVM (no Python per row).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from stockpulse.schema import REASON_COLUMN, STORED_FIELDS, TICK_FIELDS, TRADE_VALUE, spark_tick_schema
+
+
+def dead_letter_reason(parsed: Column, raw: Column) -> Column:
+    """The first reason a record is not a valid tick, or NULL when it is one."""
+    required = [f for f in TICK_FIELDS if not f.nullable]
+    all_missing = F.lit(True)
+    for f in TICK_FIELDS:
+        all_missing = all_missing & parsed[f.name].isNull()
+    reason = F.when(raw.isNull() | (F.trim(raw) == ""), F.lit("empty message"))
+    reason = reason.when(all_missing, F.lit("not a JSON object with tick fields"))
+    for f in required:
+        reason = reason.when(
+            parsed[f.name].isNull(), F.lit(f"field '{f.name}' is missing or not a valid {f.json_type}")
+        )
+    reason = reason.when(parsed["close"] <= 0, F.lit("field 'close' is not positive"))
+    reason = reason.when(parsed["volume"] < 0, F.lit("field 'volume' is negative"))
+    return reason
+
+
+def to_ticks(records: DataFrame) -> DataFrame:
+    """Kafka rows (official source shape) -> contract columns + trade_value + lineage + reason.
+
+    Rows with a non-null ``dead_letter_reason`` carry ``kafka_key`` and ``raw_value`` so the
+    Postgres sink can file them as dead letters; the Parquet sink keeps only valid rows.
+    """
+    raw = F.translate(F.make_valid_utf8(records["value"].cast("string")), "\u0000", "")
+    parsed = F.from_json(raw, spark_tick_schema(), {"mode": "PERMISSIVE"})
+    volume = F.col("t.volume").cast("DECIMAL(19,0)")
+    enriched = records.select(
+        F.col("topic"), F.col("partition"), F.col("offset"), F.col("timestamp"),
+        F.col("key").cast("string").alias("kafka_key"), raw.alias("raw_value"), parsed.alias("t"),
+    ).select(
+        *[F.col(f"t.{f.name}").alias(f.name) for f in TICK_FIELDS],
+        (F.col("t.close") * volume).cast(TRADE_VALUE.spark_type).alias(TRADE_VALUE.name),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.coalesce(F.col("timestamp"), F.timestamp_seconds(F.lit(0))).alias("kafka_timestamp"),
+        F.col("kafka_key"),
+        F.col("raw_value"),
+        dead_letter_reason(F.col("t"), F.col("raw_value")).alias(REASON_COLUMN),
+    )
+    return enriched
+
+
+def valid_ticks(ticks: DataFrame) -> DataFrame:
+    """Only the rows that satisfy the contract, in ``STORED_FIELDS`` order (the lake's columns)."""
+    return ticks.where(F.col(REASON_COLUMN).isNull()).select(*[f.name for f in STORED_FIELDS])
+
