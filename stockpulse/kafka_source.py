@@ -116,8 +116,25 @@ def _consumer(bootstrap: str, **extra):
     return Consumer(config)
 
 
-def watermarks(bootstrap: str, topic: str, positions: dict[int, int] | None, timeout: float = 15.0) -> dict[int, tuple[int, int]]:
-    """{partition: (low, high)} for every partition of ``topic``, from real fetch responses.
+def describe_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> tuple[str, list[int]]:
+    """(topic id, partition ids). The id changes when a topic is deleted and created again."""
+    from confluent_kafka import KafkaException, TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10_000, "log_level": 3})
+    try:
+        description = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic].result(timeout)
+    except KafkaException as exc:
+        raise KafkaSourceError(
+            f"cannot describe topic {topic!r} on {bootstrap}: {exc.args[0].str() if exc.args else exc} "
+            "(is the broker up, and does the topic exist? 'make services' creates it)"
+        ) from None
+    return str(description.topic_id), sorted(p.id for p in description.partitions)
+
+
+def watermarks(bootstrap: str, topic: str, partitions: list[int], positions: dict[int, int] | None,
+               timeout: float = 15.0) -> dict[int, tuple[int, int]]:
+    """{partition: (low, high)} for ``partitions`` of ``topic``, from real fetch responses.
 
     A tiny fetch at each known position (or at the beginning) returns the partition's high
     watermark in its response; that value is right on every broker, unlike ListOffsets on tansu.
@@ -127,11 +144,6 @@ def watermarks(bootstrap: str, topic: str, positions: dict[int, int] | None, tim
     consumer = _consumer(bootstrap, **{"fetch.wait.max.ms": 10, "max.partition.fetch.bytes": 1,
                                         "fetch.max.bytes": 1024, "message.max.bytes": 1024})
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        info = metadata.topics.get(topic)
-        if info is None or info.error is not None or not info.partitions:
-            raise KafkaSourceError(f"topic {topic!r} does not exist on {bootstrap}: create it (make services) or check KAFKA_TOPIC")
-        partitions = sorted(info.partitions)
         positions = positions or {}
         consumer.assign([TopicPartition(topic, p, positions.get(p, OFFSET_BEGINNING)) for p in partitions])
         found: dict[int, tuple[int, int]] = {}
@@ -168,7 +180,9 @@ class KafkaDataSource(DataSource):
 
 
 class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
-    """Offsets are ``{topic: {"partition": next_offset}}``, the official source's JSON shape."""
+    """Offsets are ``{topic: {"partition": next_offset}}``, the official source's JSON shape, plus
+    ``{"topicIds": {topic: id}}`` so a topic that was deleted and recreated (offsets restarting at
+    0) is noticed even when the new topic already holds more messages than the checkpoint."""
 
     def __init__(self, options) -> None:
         # ``options`` is case-insensitive; dict(options) would lower-case the keys, so read from it.
@@ -183,26 +197,40 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.target: dict[int, int] | None = None
 
     # -- offsets ------------------------------------------------------------------------------
-    def _wrap(self, offsets: dict[int, int]) -> dict:
-        return {self.topic: {str(p): o for p, o in sorted(offsets.items())}}
+    def _wrap(self, offsets: dict[int, int], topic_id: str) -> dict:
+        return {self.topic: {str(p): o for p, o in sorted(offsets.items())}, "topicIds": {self.topic: topic_id}}
+
+    def _topic_id(self, offset: dict) -> str | None:
+        return offset.get("topicIds", {}).get(self.topic)
 
     def _unwrap(self, offset: dict) -> dict[int, int]:
         return {int(p): int(o) for p, o in offset.get(self.topic, {}).items()}
 
     def initialOffset(self) -> dict:
-        marks = watermarks(self.bootstrap, self.topic, None)
+        topic_id, partitions = describe_topic(self.bootstrap, self.topic)
+        marks = watermarks(self.bootstrap, self.topic, partitions, None)
         if self.starting == "earliest":
-            return self._wrap({p: low for p, (low, _) in marks.items()})
+            return self._wrap({p: low for p, (low, _) in marks.items()}, topic_id)
         if self.starting == "latest":
-            return self._wrap({p: high for p, (_, high) in marks.items()})
+            return self._wrap({p: high for p, (_, high) in marks.items()}, topic_id)
         chosen = {}
         for p, (low, high) in marks.items():
             wanted = self.starting.get(p, EARLIEST)
             chosen[p] = low if wanted == EARLIEST else high if wanted == LATEST else wanted
-        return self._wrap(chosen)
+        return self._wrap(chosen, topic_id)
 
-    def _check_loss(self, start: dict[int, int], marks: dict[int, tuple[int, int]]) -> dict[int, int]:
+    def _check_loss(self, start: dict[int, int], marks: dict[int, tuple[int, int]], recreated: bool) -> dict[int, int]:
         """Start positions after data-loss handling: fail, or skip to what the broker still has."""
+        if recreated:
+            problem = (f"topic {self.topic} was deleted and created again since the last batch (its id changed; "
+                       "the embedded broker keeps messages in memory, so restarting it does this)")
+            if self.fail_on_data_loss:
+                raise KafkaSourceError(
+                    problem + ". Set FAIL_ON_DATA_LOSS=false to read the new topic from its start, or run "
+                    "'python clear_outputs.py --yes' to start over"
+                )
+            logger.warning("%s; reading the new topic from its earliest offsets (failOnDataLoss=false)", problem)
+            return {p: low for p, (low, _) in marks.items()}
         adjusted = dict(start)
         for p, (low, high) in marks.items():
             if p not in start:
@@ -225,31 +253,37 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return adjusted
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
-        begin = self._unwrap(start)
-        marks = watermarks(self.bootstrap, self.topic, begin)
-        begin = self._check_loss(begin, marks)
+        topic_id, partitions = describe_topic(self.bootstrap, self.topic)
+        recreated = self._topic_id(start) not in (None, topic_id)
+        begin = {} if recreated else self._unwrap(start)
+        marks = watermarks(self.bootstrap, self.topic, partitions, begin)
+        begin = self._check_loss(begin, marks, recreated)
         latest = {p: high for p, (_, high) in marks.items()}
         if self.target is not None:
             latest = {p: min(latest[p], self.target.get(p, begin.get(p, 0))) for p in latest}
             latest = {p: max(latest[p], begin.get(p, 0)) for p in latest}
         if isinstance(limit, ReadMaxRows):
             latest = cap_offsets(begin, latest, limit.max_rows)
-        return self._wrap(latest)
+        return self._wrap(latest, topic_id)
 
     def getDefaultReadLimit(self) -> ReadLimit:
         return ReadMaxRows(self.max_offsets) if self.max_offsets > 0 else ReadAllAvailable()
 
     def prepareForTriggerAvailableNow(self) -> None:
-        self.target = {p: high for p, (_, high) in watermarks(self.bootstrap, self.topic, None).items()}
+        _, partitions = describe_topic(self.bootstrap, self.topic)
+        self.target = {p: high for p, (_, high) in watermarks(self.bootstrap, self.topic, partitions, None).items()}
         logger.info("availableNow: reading %s up to %s", self.topic, self.target)
 
     def reportLatestOffset(self) -> dict | None:
         return None
 
     def partitions(self, start: dict, end: dict) -> list[OffsetRange]:
-        begin, finish = self._unwrap(start), self._unwrap(end)
-        # A partition whose end is below its start was reset after data loss: read it from 0.
-        begin = {p: (o if o <= finish.get(p, o) else 0) for p, o in begin.items()}
+        finish = self._unwrap(end)
+        if self._topic_id(start) not in (None, self._topic_id(end)):
+            begin: dict[int, int] = {}  # a recreated topic is read from its start
+        else:
+            # An end below its start means the partition was reset after data loss.
+            begin = {p: (o if o <= finish.get(p, o) else 0) for p, o in self._unwrap(start).items()}
         return plan_ranges(self.topic, begin, finish)
 
     def commit(self, end: dict) -> None:
@@ -257,13 +291,14 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     # -- data ---------------------------------------------------------------------------------
     def read(self, partition: OffsetRange) -> Iterator:
-        yield from read_range(self.bootstrap, partition, self.poll_timeout)
+        yield from read_range(self.bootstrap, partition, self.poll_timeout, self.fail_on_data_loss)
 
 
-def read_range(bootstrap: str, part: OffsetRange, poll_timeout: float, batch_rows: int = 20_000) -> Iterator:
+def read_range(bootstrap: str, part: OffsetRange, poll_timeout: float, fail_on_data_loss: bool = True,
+               batch_rows: int = 20_000) -> Iterator:
     """Yield pyarrow RecordBatches holding exactly the records of ``part``, in offset order."""
     import pyarrow as pa
-    from confluent_kafka import KafkaError, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
     schema = pa.schema([
         ("key", pa.binary()), ("value", pa.binary()), ("topic", pa.string()), ("partition", pa.int32()),
@@ -299,6 +334,11 @@ def read_range(bootstrap: str, part: OffsetRange, poll_timeout: float, batch_row
                 err = message.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    if err.code() == KafkaError.OFFSET_OUT_OF_RANGE and not fail_on_data_loss:
+                        logger.warning("%s[%d] offset %d is gone; continuing from the earliest offset",
+                                       part.topic, part.partition, position)
+                        consumer.assign([TopicPartition(part.topic, part.partition, OFFSET_BEGINNING)])
                         continue
                     raise KafkaSourceError(f"reading {part.topic}[{part.partition}]: {err.str()}")
                 offset = message.offset()

@@ -1,0 +1,56 @@
+# StockPulse: the two commands are `make up` (the whole pipeline) and `make test` (the suite).
+# Both do their own set-up idempotently: a venv from requirements-lock.txt, Java, PostgreSQL.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+LOCK_HASH := $(shell sha1sum requirements-lock.txt | cut -c1-12)
+STAMP := $(VENV)/.installed-$(LOCK_HASH)
+
+.PHONY: up down services status test test-unit bench replay clean venv sysdeps
+
+up: venv sysdeps          ## start PostgreSQL, the broker, the consumer and the producer
+	$(PY) -m stockpulse.stack up
+
+down:                     ## stop everything `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m stockpulse.stack down; fi
+
+services: venv sysdeps    ## start only PostgreSQL and the broker (and create the topic)
+	$(PY) -m stockpulse.stack services
+
+status: venv
+	$(PY) -m stockpulse.stack status
+
+replay: venv              ## replay the CSV again into the running pipeline
+	rm -f .state/run/producer.done
+	$(PY) -m stockpulse.stack up
+
+test: venv sysdeps        ## the whole suite; starts its own services on free ports
+	$(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+bench: venv sysdeps       ## throughput and latency, JSON in bench/results/
+	$(PY) bench/bench_pipeline.py
+
+venv: $(STAMP)
+
+$(STAMP): requirements-lock.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (3.11+)"; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+	  || { echo "need Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 2; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
+	  || bash scripts/install_system_packages.sh python3-venv
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --python $(PY) -q -r requirements-lock.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+sysdeps:                  ## Java for Spark (PostgreSQL is found or installed by the stack itself)
+	@command -v java >/dev/null || bash scripts/install_system_packages.sh openjdk-17-jre-headless
+
+clean: down               ## stop, then remove the venv and all state (asks nothing: it is a clean)
+	rm -rf $(VENV) .state

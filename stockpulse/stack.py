@@ -1,0 +1,200 @@
+"""``make up`` / ``make down`` / ``make services`` / ``make status``: the whole pipeline on one machine.
+
+Services are entries in :data:`SERVICES`, started in order and stopped in reverse. Each knows
+whether it is infrastructure (started by ``make services`` too) and how to describe where it
+runs. Later services (Airflow, the dashboard) add an entry here and nothing else changes.
+Every start is idempotent, so running ``make up`` twice is harmless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from stockpulse.config import PROJECT_ROOT, StackSettings, redact_url
+from stockpulse.errors import StockPulseError
+from stockpulse.services import processes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    infrastructure: bool
+    start: Callable[[StackSettings], None]
+    stop: Callable[[StackSettings], bool]
+    describe: Callable[[StackSettings], str]
+    running: Callable[[StackSettings], bool]
+
+
+def _pid_file(s: StackSettings, name: str) -> Path:
+    return s.state_dir / "run" / f"{name}.pid"
+
+
+def _log_file(s: StackSettings, name: str) -> Path:
+    return s.state_dir / "logs" / f"{name}.log"
+
+
+def embedded_postgres(s: StackSettings):
+    from stockpulse.services.postgres import EmbeddedPostgres
+
+    return EmbeddedPostgres(s.state_dir / "postgres" / "data", s.postgres.embedded_port, _log_file(s, "postgres"))
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+def _start_postgres(s: StackSettings) -> None:
+    from stockpulse.db import apply_init_sql
+
+    if s.postgres.embedded:
+        embedded_postgres(s).start()
+    apply_init_sql(s.postgres.url)
+
+
+def _stop_postgres(s: StackSettings) -> bool:
+    return embedded_postgres(s).stop() if s.postgres.embedded else False
+
+
+def _postgres_running(s: StackSettings) -> bool:
+    return embedded_postgres(s).is_running() if s.postgres.embedded else True
+
+
+# -- broker -----------------------------------------------------------------------------------
+def _start_broker(s: StackSettings) -> None:
+    from stockpulse.services.broker import ensure_topic, start_broker
+
+    if s.kafka.embedded:
+        start_broker("127.0.0.1", s.kafka.embedded_port, s.state_dir)
+    ensure_topic(s.kafka.bootstrap_servers, s.kafka.topic, s.kafka.partitions)
+
+
+def _broker_running(s: StackSettings) -> bool:
+    host, _, port = s.kafka.bootstrap_servers.split(",")[0].rpartition(":")
+    return port.isdigit() and processes.port_open(host, int(port))
+
+
+def _stop_broker(s: StackSettings) -> bool:
+    from stockpulse.services.broker import stop_broker
+
+    return stop_broker(s.state_dir) if s.kafka.embedded else False
+
+
+# -- jobs -------------------------------------------------------------------------------------
+def job_env(s: StackSettings) -> dict[str, str]:
+    """Environment for the jobs the stack starts: the user's, plus what the stack decided."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    if s.kafka.embedded:
+        # The embedded broker keeps messages in memory: after it restarts the topic is new and
+        # the checkpoints point past its end. Read the new topic from its start instead of failing.
+        env.setdefault("FAIL_ON_DATA_LOSS", "false")
+    return env
+
+
+def _start_consumer(s: StackSettings) -> None:
+    processes.start_detached("consumer", [sys.executable, str(PROJECT_ROOT / "consumer" / "consumer.py")],
+                             _pid_file(s, "consumer"), _log_file(s, "consumer"), env=job_env(s), cwd=PROJECT_ROOT)
+
+
+def _start_producer(s: StackSettings) -> None:
+    done = s.state_dir / "run" / "producer.done"
+    if done.exists():
+        logger.info("producer already replayed the CSV (remove %s or run 'make replay' to send it again)", done)
+        return
+    interval = os.environ.get("PRODUCER_TICK_INTERVAL", "1.0")
+    command = [sys.executable, str(PROJECT_ROOT / "producer" / "producer.py"), "--tick-interval", interval, "--no-progress"]
+    if os.environ.get("PRODUCER_LOOP", "").lower() in ("1", "true", "yes"):
+        command.append("--loop")
+    # Mark completion so a second `make up` does not replay the history again.
+    shell = " ".join(f"'{c}'" for c in command) + f" && touch '{done}'"
+    processes.start_detached("producer", ["/bin/sh", "-c", shell], _pid_file(s, "producer"),
+                             _log_file(s, "producer"), env=job_env(s), cwd=PROJECT_ROOT)
+
+
+def _detached(name: str) -> tuple[Callable[[StackSettings], bool], Callable[[StackSettings], bool]]:
+    def stop(s: StackSettings) -> bool:
+        return processes.stop_detached(name, _pid_file(s, name), timeout=30)
+
+    def running(s: StackSettings) -> bool:
+        return processes.read_pid(_pid_file(s, name)) is not None
+
+    return stop, running
+
+
+_consumer_stop, _consumer_running = _detached("consumer")
+_producer_stop, _producer_running = _detached("producer")
+
+SERVICES: list[Service] = [
+    Service("postgres", True, _start_postgres, _stop_postgres,
+            lambda s: f"{redact_url(s.postgres.url)}" + (" (embedded)" if s.postgres.embedded else " (external)"),
+            _postgres_running),
+    Service("broker", True, _start_broker, _stop_broker,
+            lambda s: f"{s.kafka.bootstrap_servers}, topic {s.kafka.topic}"
+            + (" (embedded tansu, in memory)" if s.kafka.embedded else " (external)"),
+            _broker_running),
+    Service("consumer", False, _start_consumer, _consumer_stop,
+            lambda s: f"Spark job, log {_log_file(s, 'consumer')}", _consumer_running),
+    Service("producer", False, _start_producer, _producer_stop,
+            lambda s: f"CSV replay, log {_log_file(s, 'producer')}", _producer_running),
+]
+
+
+def up(s: StackSettings, infrastructure_only: bool = False) -> None:
+    for service in SERVICES:
+        if infrastructure_only and not service.infrastructure:
+            continue
+        service.start(s)
+    print(status_text(s, infrastructure_only))
+    print("Stop everything with: make down")
+
+
+def down(s: StackSettings) -> None:
+    for service in reversed(SERVICES):
+        try:
+            if service.stop(s):
+                print(f"stopped {service.name}")
+        except StockPulseError as exc:
+            print(f"could not stop {service.name}: {exc}", file=sys.stderr)
+
+
+def status_text(s: StackSettings, infrastructure_only: bool = False) -> str:
+    lines = ["StockPulse:"]
+    for service in SERVICES:
+        if infrastructure_only and not service.infrastructure:
+            continue
+        state = "running" if service.running(s) else "stopped"
+        lines.append(f"  {service.name:<10} {state:<8} {service.describe(s)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stockpulse.stack")
+    parser.add_argument("command", choices=["up", "down", "services", "status"])
+    args = parser.parse_args(argv)
+    try:
+        settings = StackSettings.from_env()
+        if args.command == "up":
+            up(settings)
+        elif args.command == "services":
+            up(settings, infrastructure_only=True)
+        elif args.command == "down":
+            down(settings)
+        else:
+            print(status_text(settings))
+    except StockPulseError as exc:
+        print(f"stockpulse: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    from stockpulse import logs
+
+    logs.configure()
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Session-scoped real services for the integration and end-to-end tests.
+
+Each service starts once per test session on a free port under a temporary directory, so the
+tests never touch a user's running pipeline (ports 5432/9092 are left alone). Each test then
+gets its own database and its own topic, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stockpulse.services.processes import free_port  # noqa: E402
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """An embedded PostgreSQL on a free port; yields the server object.
+
+    Its directory is made with mkdtemp (mode 755 parents) rather than pytest's tmp_path, whose
+    private parent the unprivileged server user could not enter when tests run as root.
+    """
+    from stockpulse.services.postgres import EmbeddedPostgres
+
+    base = Path(tempfile.mkdtemp(prefix="stockpulse-test-pg-"))
+    os.chmod(base, 0o755)
+    server = EmbeddedPostgres(base / "data", free_port(), base / "postgres.log", database="postgres")
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _url_for(server, database: str) -> str:
+    return f"postgresql://stockpulse@{server.host}:{server.port}/{database}"
+
+
+@pytest.fixture
+def database_url(pg_server):
+    """A fresh database with init.sql applied, dropped after the test."""
+    import psycopg
+
+    from stockpulse.db import apply_init_sql
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin_url = _url_for(pg_server, "postgres")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _url_for(pg_server, name)
+    apply_init_sql(url)
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """An embedded tansu broker on a free port; yields its bootstrap address."""
+    from stockpulse.services.broker import start_broker, stop_broker
+
+    state = tmp_path_factory.mktemp("broker")
+    port = free_port()
+    start_broker("127.0.0.1", port, state)
+    yield f"127.0.0.1:{port}"
+    stop_broker(state)
+
+
+@pytest.fixture
+def topic(broker):
+    """A new 3-partition topic for this test."""
+    from stockpulse.services.broker import ensure_topic
+
+    name = f"ticks_{uuid.uuid4().hex[:10]}"
+    ensure_topic(broker, name, 3)
+    return name
+
+
+@pytest.fixture
+def pipeline_env(broker, topic, database_url, tmp_path):
+    """Environment for running the producer and consumer as real processes against test services."""
+    env = dict(os.environ)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": broker,
+        "KAFKA_TOPIC": topic,
+        "DATABASE_URL": database_url,
+        "LAKE_PATH": str(tmp_path / "lake"),
+        "CHECKPOINT_DIR": str(tmp_path / "chk"),
+        "STOCKPULSE_STATE_DIR": str(tmp_path / "state"),
+        "PYSPARK_PYTHON": sys.executable,
+        "TRIGGER_INTERVAL": "1 second",
+        "PYTHONPATH": str(ROOT),
+    })
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a project entry point with the venv's Python; output captured as text."""
+    return subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
