@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 LOCK_HASH := $(shell sha1sum requirements-lock.txt | cut -c1-12)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 
-.PHONY: up down services status test test-unit bench replay clean venv sysdeps
+.PHONY: up down services status test test-unit bench replay clean venv sysdeps browser
 
 up: venv sysdeps          ## start PostgreSQL, the broker, the consumer and the producer
 	$(PY) -m stockpulse.stack up
@@ -26,7 +26,7 @@ replay: venv              ## replay the CSV again into the running pipeline
 	rm -f .state/run/producer.done
 	$(PY) -m stockpulse.stack up
 
-test: venv sysdeps        ## the whole suite; starts its own services on free ports
+test: venv sysdeps browser  ## the whole suite; starts its own services on free ports
 	$(PY) -m pytest
 
 test-unit: venv
@@ -51,6 +51,9 @@ $(STAMP): requirements-lock.txt
 
 sysdeps:                  ## Java for Spark (PostgreSQL is found or installed by the stack itself)
 	@command -v java >/dev/null || bash scripts/install_system_packages.sh openjdk-17-jre-headless
+
+browser:                  ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
+	@command -v chromium >/dev/null || bash scripts/install_system_packages.sh chromium
 
 clean: down               ## stop, then remove the venv and all state (asks nothing: it is a clean)
 	rm -rf $(VENV) .state

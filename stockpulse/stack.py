@@ -18,6 +18,8 @@ from typing import Callable
 
 from stockpulse.config import PROJECT_ROOT, StackSettings, redact_url
 from stockpulse.errors import StockPulseError
+from stockpulse.services import airflow as airflow_service
+from stockpulse.services import dashboard as dashboard_service
 from stockpulse.services import processes
 
 logger = logging.getLogger(__name__)
@@ -142,6 +144,10 @@ SERVICES: list[Service] = [
             lambda s: f"Spark job, log {_log_file(s, 'consumer')}", _consumer_running),
     Service("producer", False, _start_producer, _producer_stop,
             lambda s: f"CSV replay, log {_log_file(s, 'producer')}", _producer_running),
+    Service("airflow", False, airflow_service.start, airflow_service.stop, airflow_service.describe,
+            airflow_service.running),
+    Service("dashboard", False, dashboard_service.start, dashboard_service.stop, dashboard_service.describe,
+            dashboard_service.running),
 ]
 
 
