@@ -38,3 +38,32 @@ CREATE TABLE IF NOT EXISTS ticks_dead_letter (
     landed_at        TIMESTAMPTZ  NOT NULL DEFAULT now(),
     CONSTRAINT ticks_dead_letter_kafka_record UNIQUE (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp)
 );
+
+-- == Dashboard: read-only role (issue 4) ======================================================
+-- The dashboard connects as stockpulse_reader, which may SELECT and nothing else, so a bug in the
+-- page cannot change data. Idempotent, and safe on a managed server where CREATE ROLE is not
+-- allowed: there it only raises a NOTICE (create a read-only role yourself and point
+-- DASHBOARD_DATABASE_URL at it). The embedded server trusts 127.0.0.1, so no password is set.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'stockpulse_reader') THEN
+        BEGIN
+            CREATE ROLE stockpulse_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+            ALTER ROLE stockpulse_reader SET default_transaction_read_only = on;
+        EXCEPTION
+            WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- another database of this cluster created it at the same moment
+            WHEN insufficient_privilege THEN
+                RAISE NOTICE 'stockpulse: cannot create role stockpulse_reader (%), the dashboard needs a read-only role', SQLERRM;
+                RETURN;
+        END;
+    END IF;
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO stockpulse_reader', current_database());
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO stockpulse_reader', current_schema());
+    GRANT SELECT ON ticks_raw, ticks_dead_letter TO stockpulse_reader;
+    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO stockpulse_reader', current_schema());
+EXCEPTION
+    WHEN insufficient_privilege THEN
+        RAISE NOTICE 'stockpulse: cannot grant SELECT to stockpulse_reader (%)', SQLERRM;
+END
+$$;

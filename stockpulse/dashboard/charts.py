@@ -1,0 +1,96 @@
+"""The four Altair views. Encodings are typed from the tick contract and every mark has a tooltip.
+
+No colours are hard-coded except the categorical scheme, which reads on light and dark
+backgrounds; Streamlit's own theme (``theme="streamlit"``, the default of ``st.altair_chart``)
+supplies text and grid colours, so the charts follow the viewer's light or dark mode. Each index
+keeps one colour across all views because every chart gets the same colour domain, and clicking a
+legend entry highlights that index.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import altair as alt
+import pandas as pd
+
+from stockpulse.schema import FIELD_BY_NAME, Field
+
+HEIGHT = 280
+COLOR_SCHEME = "tableau10"
+
+_VEGA_TYPE = {"TIMESTAMPTZ": "T", "DATE": "T", "TEXT": "N"}
+
+
+def encoding_type(field: Field) -> str:
+    """Vega-Lite's measurement type for a contract field: temporal, nominal or quantitative."""
+    return _VEGA_TYPE.get(field.sql_type, "Q")
+
+
+def shorthand(name: str) -> str:
+    """``"close:Q"`` style shorthand for a contract field."""
+    return f"{name}:{encoding_type(FIELD_BY_NAME[name])}"
+
+
+def _index_color(indices: Sequence[str]) -> alt.Color:
+    return alt.Color(shorthand("index"), title="index",
+                     scale=alt.Scale(domain=sorted(indices), scheme=COLOR_SCHEME),
+                     legend=alt.Legend(orient="bottom"))
+
+
+def _tick_tooltip(value: str, title: str, fmt: str) -> list[alt.Tooltip]:
+    return [
+        alt.Tooltip(shorthand("index"), title="index"),
+        alt.Tooltip(shorthand("stream_ts"), title="stream time (UTC)", format="%Y-%m-%d %H:%M:%S"),
+        alt.Tooltip(shorthand("date"), title="trading date", format="%Y-%m-%d"),
+        alt.Tooltip(shorthand("close"), title="close", format=",.2f"),
+        alt.Tooltip(f"{value}:Q", title=title, format=fmt),
+    ]
+
+
+def _line(ticks: pd.DataFrame, value: str, title: str, fmt: str, indices: Sequence[str],
+          baseline: float | None = None) -> alt.LayerChart | alt.Chart:
+    """Lines per index over stream time, with an optional horizontal reference rule."""
+    highlight = alt.selection_point(fields=["index"], bind="legend")
+    lines = alt.Chart(ticks).mark_line(point=alt.OverlayMarkDef(size=12, filled=True)).encode(
+        x=alt.X(shorthand("stream_ts"), title="stream time (UTC)", axis=alt.Axis(format="%H:%M:%S")),
+        y=alt.Y(f"{value}:Q", title=title, scale=alt.Scale(zero=False)),
+        color=_index_color(indices),
+        opacity=alt.condition(highlight, alt.value(1.0), alt.value(0.15)),
+        tooltip=_tick_tooltip(value, title, fmt),
+    ).add_params(highlight)
+    if baseline is None:
+        return lines.properties(height=HEIGHT)
+    rule = alt.Chart(pd.DataFrame({"baseline": [baseline]})).mark_rule(strokeDash=[4, 4], opacity=0.5).encode(
+        y="baseline:Q")
+    return alt.layer(lines, rule).properties(height=HEIGHT)
+
+
+def close_chart(ticks: pd.DataFrame, indices: Sequence[str]) -> alt.Chart:
+    """View 1: raw close prices."""
+    return _line(ticks, "close", "close", ",.2f", indices)
+
+
+def pct_change_chart(changes: pd.DataFrame, indices: Sequence[str]) -> alt.LayerChart:
+    """View 2: % change from each index's first tick in the window (rule at 0)."""
+    return _line(changes, "pct_change", "% change from first tick", "+.3f", indices, baseline=0.0)
+
+
+def rebased_chart(rebased: pd.DataFrame, indices: Sequence[str]) -> alt.LayerChart:
+    """View 3: close rebased to 100 at each index's first tick (rule at 100)."""
+    return _line(rebased, "rebased", "rebased (first tick = 100)", ",.3f", indices, baseline=100.0)
+
+
+def volume_share_chart(shares: pd.DataFrame, indices: Sequence[str]) -> alt.Chart:
+    """View 4: each index's share of volume and of trade value, one normalised bar per measure."""
+    return alt.Chart(shares).mark_bar().encode(
+        x=alt.X("share:Q", title="share of the window", stack="normalize", axis=alt.Axis(format="%")),
+        y=alt.Y("measure:N", title=None, sort=["volume", "trade value"]),
+        color=_index_color(indices),
+        tooltip=[
+            alt.Tooltip(shorthand("index"), title="index"),
+            alt.Tooltip("measure:N", title="measure"),
+            alt.Tooltip("total:Q", title="total", format=",.0f"),
+            alt.Tooltip("share:Q", title="share", format=".1%"),
+        ],
+    ).properties(height=HEIGHT)

@@ -1,0 +1,197 @@
+"""Every SQL statement the dashboard runs, and the pure pandas transforms behind its views.
+
+The page must stay fast with millions of rows in ``ticks_raw``, so no statement here reads the whole
+table:
+
+- the latest N ticks walk ``ticks_raw_stream_ts_idx`` backwards (``ORDER BY stream_ts DESC LIMIT N``);
+- the row count is exact up to :data:`EXACT_COUNT_CAP` rows (a count over a ``LIMIT``), and above that
+  the planner's estimate (``pg_class.reltuples`` per page, scaled to the table's current size, the
+  same arithmetic the planner does), so it follows a growing table without an ``ANALYZE``;
+- ticks per second is a range over ``ticks_raw_landed_at_idx`` for the last minute; the last landing
+  and the latest ``stream_ts`` are ``max()`` over their indexes, which PostgreSQL answers from one
+  index entry.
+
+The transforms take and return plain DataFrames so they are tested with plain values.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import TextClause
+
+from stockpulse.schema import FIELD_BY_NAME, Field
+
+logger = logging.getLogger(__name__)
+
+TABLE = "ticks_raw"
+
+CHART_FIELDS: tuple[Field, ...] = tuple(
+    FIELD_BY_NAME[name] for name in ("stream_ts", "date", "index", "close", "volume", "trade_value")
+)
+"""The columns the views need, taken from the tick contract (a renamed field fails here, at import)."""
+
+EXACT_COUNT_CAP = 100_000
+"""Up to this many rows the header shows an exact count; past it, the planner's estimate."""
+
+RATE_WINDOW_SECONDS = 60
+"""Ticks per second is averaged over rows that landed in this many seconds."""
+
+INDEX_SCAN_TICKS = 5_000
+"""The index picker offers the indices seen in this many latest ticks (a bounded read)."""
+
+
+def _select_expr(field: Field) -> str:
+    """Column as the page wants it: NUMERIC becomes float8 (charts need floats, not Decimals)."""
+    column = f'"{field.name}"'
+    if field.sql_type.startswith("NUMERIC"):
+        return f"{column}::double precision AS {column}"
+    return column
+
+
+_COLUMNS = ", ".join(_select_expr(f) for f in CHART_FIELDS)
+
+
+def latest_ticks_statement(limit: int, indices: Sequence[str] = ()) -> tuple[TextClause, dict]:
+    """The "latest N ticks" query and its parameters (the EXPLAIN test runs exactly this)."""
+    where = 'WHERE "index" = ANY(:indices)' if indices else ""
+    statement = text(
+        f"SELECT * FROM (SELECT {_COLUMNS} FROM {TABLE} {where} "
+        f"ORDER BY stream_ts DESC LIMIT :limit) AS latest ORDER BY stream_ts, \"index\""
+    )
+    params: dict = {"limit": int(limit)}
+    if indices:
+        params["indices"] = list(indices)
+    return statement, params
+
+
+def latest_ticks(conn: Connection, limit: int, indices: Sequence[str] = ()) -> pd.DataFrame:
+    """The latest ``limit`` ticks of ``indices`` (all when empty), oldest first."""
+    statement, params = latest_ticks_statement(limit, indices)
+    rows = conn.execute(statement, params).mappings().all()
+    frame = pd.DataFrame(rows, columns=[f.name for f in CHART_FIELDS])
+    for field in CHART_FIELDS:
+        if field.sql_type == "TIMESTAMPTZ":
+            frame[field.name] = pd.to_datetime(frame[field.name], utc=True)
+        elif field.sql_type == "DATE":
+            frame[field.name] = pd.to_datetime(frame[field.name])
+        elif field.json_type in ("number", "integer"):
+            frame[field.name] = pd.to_numeric(frame[field.name]).astype("float64")
+    return frame
+
+
+RECENT_INDICES = text(
+    f'SELECT DISTINCT "index" FROM (SELECT "index" FROM {TABLE} ORDER BY stream_ts DESC LIMIT :scan) AS recent '
+    'ORDER BY "index"'
+)
+
+
+def recent_indices(conn: Connection, scan: int = INDEX_SCAN_TICKS) -> list[str]:
+    """Indices seen in the latest ``scan`` ticks: a DISTINCT over the whole table would scan it."""
+    return [row[0] for row in conn.execute(RECENT_INDICES, {"scan": scan})]
+
+
+BOUNDED_COUNT = text(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} LIMIT :cap) AS bounded")
+
+ESTIMATED_COUNT = text(
+    "SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 "
+    "THEN c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int) "
+    "ELSE coalesce(s.n_live_tup, 0) END "
+    "FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+    f"WHERE c.oid = '{TABLE}'::regclass"
+)
+
+RECENT_RATE = text(
+    f"SELECT count(*) FROM {TABLE} WHERE landed_at > now() - make_interval(secs => :window)"
+)
+
+LATEST_MOMENTS = text(
+    f"SELECT (SELECT max(landed_at) FROM {TABLE}), (SELECT max(stream_ts) FROM {TABLE}), now()"
+)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The header row: what a user checks first to see that the pipeline is alive."""
+
+    rows: int
+    rows_estimated: bool
+    ticks_per_second: float
+    last_landed_at: datetime | None
+    latest_stream_ts: datetime | None
+    db_now: datetime
+
+    @property
+    def seconds_since_last_tick(self) -> float | None:
+        if self.last_landed_at is None:
+            return None
+        return max(0.0, (self.db_now - self.last_landed_at).total_seconds())
+
+
+def row_count(bounded: int, cap: int, estimate: float) -> tuple[int, bool]:
+    """(rows, estimated): exact below the cap; at the cap, the estimate but never less than the cap."""
+    if bounded < cap:
+        return bounded, False
+    return max(cap, int(round(estimate))), True
+
+
+def metrics(conn: Connection) -> Metrics:
+    """The header metrics, each from a bounded or index-backed statement (see the module docstring)."""
+    bounded = conn.execute(BOUNDED_COUNT, {"cap": EXACT_COUNT_CAP}).scalar_one()
+    estimate = conn.execute(ESTIMATED_COUNT).scalar_one() if bounded >= EXACT_COUNT_CAP else 0.0
+    rows, estimated = row_count(bounded, EXACT_COUNT_CAP, float(estimate))
+    recent = conn.execute(RECENT_RATE, {"window": RATE_WINDOW_SECONDS}).scalar_one()
+    last_landed, latest_stream, now = conn.execute(LATEST_MOMENTS).one()
+    return Metrics(rows, estimated, recent / RATE_WINDOW_SECONDS, last_landed, latest_stream, now)
+
+
+# -- pure transforms ----------------------------------------------------------------------------
+def _by_time(ticks: pd.DataFrame) -> pd.DataFrame:
+    return ticks.sort_values("stream_ts", kind="stable").reset_index(drop=True)
+
+
+def _first_close(ticks: pd.DataFrame) -> pd.Series:
+    return ticks.groupby("index")["close"].transform("first")
+
+
+def pct_change_from_first(ticks: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``pct_change``: each index's move in percent from its first tick in the window."""
+    ordered = _by_time(ticks)
+    change = (ordered["close"] / _first_close(ordered) - 1.0) * 100.0
+    return ordered.assign(pct_change=change.replace([float("inf"), float("-inf")], float("nan")))
+
+
+def rebased_to_100(ticks: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``rebased``: each index's close over its first close in the window, times 100."""
+    ordered = _by_time(ticks)
+    rebased = ordered["close"] / _first_close(ordered) * 100.0
+    return ordered.assign(rebased=rebased.replace([float("inf"), float("-inf")], float("nan")))
+
+
+SHARE_MEASURES = {"volume": "volume", "trade_value": "trade value"}
+"""Columns whose share per index the volume view shows, and their labels."""
+
+
+def volume_share(ticks: pd.DataFrame) -> pd.DataFrame:
+    """Each index's share of traded volume and of trade value in the window, in long form.
+
+    One row per (measure, index) with ``total`` and ``share`` (0..1). When nothing traded (the
+    oldest history has volume 0) the share is undefined and left as NaN rather than invented.
+    """
+    columns = ["measure", "index", "total", "share"]
+    if ticks.empty:
+        return pd.DataFrame(columns=columns)
+    totals = ticks.groupby("index", sort=True)[list(SHARE_MEASURES)].sum()
+    parts = []
+    for column, label in SHARE_MEASURES.items():
+        whole = totals[column].sum()
+        share = totals[column] / whole if whole else totals[column] * float("nan")
+        parts.append(pd.DataFrame({"measure": label, "index": totals.index.to_numpy(),
+                                   "total": totals[column].to_numpy(), "share": share.to_numpy()}))
+    return pd.concat(parts, ignore_index=True)[columns]

@@ -1,0 +1,70 @@
+"""The dashboard's settings, read from ``DASHBOARD_*`` environment variables.
+
+The page reads PostgreSQL as a read-only role (``stockpulse_reader``, created by the last section
+of ``postgres/init.sql``), so a bug in the page cannot change data. By default its URL is
+``DATABASE_URL`` (or the embedded server's) with that role as the user; set
+``DASHBOARD_DATABASE_URL`` when the reader needs a password or lives elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from stockpulse.config import PostgresSettings, _get, _int, redact_url
+from stockpulse.errors import ConfigError
+
+READER_ROLE = "stockpulse_reader"
+"""The read-only role that ``postgres/init.sql`` creates for the dashboard."""
+
+MAX_TICKS = 20_000
+"""Upper bound of the "latest N ticks" window: more points than this only slow the browser down."""
+
+
+def reader_url(url: str, role: str = READER_ROLE) -> str:
+    """``url`` with its user (and any password) replaced by ``role``: the writer's secret is not reused."""
+    return re.sub(r"^(postgres(?:ql)?://)(?:[^@/]*@)?", rf"\g<1>{role}@", url, count=1)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A libpq-style URL in SQLAlchemy's spelling for the psycopg 3 driver."""
+    return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql+psycopg://", url, count=1)
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    database_url: str  # DASHBOARD_DATABASE_URL (unset: DATABASE_URL with user stockpulse_reader)
+    port: int  # DASHBOARD_PORT
+    refresh_seconds: int  # DASHBOARD_REFRESH_SECONDS
+    default_ticks: int  # DASHBOARD_DEFAULT_TICKS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, base_url: str | None = None) -> "DashboardSettings":
+        """Validate every variable now, so a bad value is one clear line at start-up.
+
+        ``base_url`` is the writer's URL when the caller already knows it (``make up`` does).
+        """
+        explicit = _get(env, "DASHBOARD_DATABASE_URL", "")
+        if explicit and not explicit.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                f"DASHBOARD_DATABASE_URL must start with postgresql:// (got {redact_url(explicit)!r})"
+            )
+        url = explicit or reader_url(base_url or PostgresSettings.from_env(env).url)
+        port = _int(env, "DASHBOARD_PORT", 8501, 1)
+        if port > 65535:
+            raise ConfigError(f"DASHBOARD_PORT={port} is not a TCP port (1-65535)")
+        ticks = _int(env, "DASHBOARD_DEFAULT_TICKS", 500, 10)
+        if ticks > MAX_TICKS:
+            raise ConfigError(f"DASHBOARD_DEFAULT_TICKS={ticks} is more than the page shows ({MAX_TICKS})")
+        return cls(
+            database_url=url,
+            port=port,
+            refresh_seconds=_int(env, "DASHBOARD_REFRESH_SECONDS", 5, 1),
+            default_ticks=ticks,
+        )
+
+    @property
+    def engine_url(self) -> str:
+        return sqlalchemy_url(self.database_url)
