@@ -1,0 +1,42 @@
+"""Shared steps of the pipeline tests: slices of the shipped CSV, reading both sinks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from stockpulse.config import PROJECT_ROOT
+from stockpulse.db import connect
+
+SHIPPED_CSV = PROJECT_ROOT / "data" / "indexProcessed.csv"
+
+
+def csv_slice(path: Path, rows: int, extra_lines: tuple[str, ...] = ()) -> Path:
+    """The header and the last ``rows`` rows of the shipped CSV (all five indices trade there)."""
+    lines = SHIPPED_CSV.read_text().splitlines()
+    path.write_text("\n".join([lines[0], *lines[-rows:], *extra_lines]) + "\n")
+    return path
+
+
+def produced_rows(summary: str) -> int:
+    match = re.search(r"\((\d+) rows\)", summary)
+    assert match, f"no summary line in producer output: {summary!r}"
+    return int(match.group(1))
+
+
+def postgres_counts(url: str) -> dict[str, int]:
+    with connect(url) as conn:
+        total, distinct, bad_value = conn.execute(
+            "SELECT count(*), count(DISTINCT (kafka_partition, kafka_offset)), "
+            "count(*) FILTER (WHERE trade_value <> close * volume) FROM ticks_raw"
+        ).fetchone()
+    return {"rows": total, "distinct": distinct, "bad_trade_value": bad_value}
+
+
+def lake_table(lake: Path):
+    import pyarrow.dataset as ds
+
+    if not lake.exists():
+        return None
+    return ds.dataset(str(lake), format="parquet", partitioning="hive",
+                      exclude_invalid_files=True, ignore_prefixes=["_", "."]).to_table()

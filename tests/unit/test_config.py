@@ -1,0 +1,49 @@
+"""Settings: defaults that work, embedded vs external services, clear errors for bad values."""
+
+import pytest
+
+from stockpulse.config import ConsumerSettings, KafkaSettings, PostgresSettings, redact_url
+from stockpulse.errors import ConfigError
+
+
+def test_defaults_are_embedded_services():
+    kafka, pg = KafkaSettings.from_env({}), PostgresSettings.from_env({})
+    assert kafka.embedded and kafka.bootstrap_servers == "127.0.0.1:9092" and kafka.topic == "stock_ticks"
+    assert pg.embedded and pg.url == "postgresql://stockpulse@127.0.0.1:5432/stocks"
+
+
+def test_external_services_switch_off_embedded():
+    kafka = KafkaSettings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092"})
+    pg = PostgresSettings.from_env({"DATABASE_URL": "postgresql://u:secret@db/stocks"})
+    assert not kafka.embedded and kafka.bootstrap_servers == "k1:9092,k2:9092"
+    assert not pg.embedded
+
+
+def test_consumer_partition_layout():
+    assert ConsumerSettings.from_env({}).partition_by == ("index", "date")
+    assert ConsumerSettings.from_env({"LAKE_PARTITION_BY": "index"}).partition_by == ("index",)
+    assert ConsumerSettings.from_env({"LAKE_PARTITION_BY": "none"}).partition_by == ()
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LAKE_PARTITION_BY": "index,close"}, "LAKE_PARTITION_BY"),
+    ({"MAX_OFFSETS_PER_TRIGGER": "lots"}, "not a whole number"),
+    ({"FAIL_ON_DATA_LOSS": "maybe"}, "not a boolean"),
+    ({"KAFKA_SOURCE": "jdbc"}, "KAFKA_SOURCE"),
+    ({"TRIGGER_INTERVAL": "soon"}, "TRIGGER_INTERVAL"),
+])
+def test_bad_consumer_settings(env, message):
+    with pytest.raises(ConfigError, match=message):
+        ConsumerSettings.from_env(env)
+
+
+def test_bad_urls_and_topics():
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        PostgresSettings.from_env({"DATABASE_URL": "mysql://x"})
+    with pytest.raises(ConfigError, match="KAFKA_TOPIC"):
+        KafkaSettings.from_env({"KAFKA_TOPIC": "bad topic"})
+
+
+def test_passwords_never_shown():
+    assert redact_url("postgresql://u:secret@db:5432/stocks") == "postgresql://u:***@db:5432/stocks"
+    assert redact_url("postgresql://u@db/stocks") == "postgresql://u@db/stocks"

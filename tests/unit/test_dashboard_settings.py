@@ -1,0 +1,54 @@
+"""Dashboard settings: defaults that work on a laptop, the read-only URL, and one-line errors."""
+
+import pytest
+
+from stockpulse.dashboard.settings import DashboardSettings, reader_url, sqlalchemy_url
+from stockpulse.errors import ConfigError
+
+
+def test_defaults_read_the_embedded_server_as_the_reader_role():
+    s = DashboardSettings.from_env({})
+    assert s.database_url == "postgresql://stockpulse_reader@127.0.0.1:5432/stocks"
+    assert (s.port, s.refresh_seconds, s.default_ticks) == (8501, 5, 500)
+    assert s.engine_url == "postgresql+psycopg://stockpulse_reader@127.0.0.1:5432/stocks"
+
+
+def test_default_url_follows_database_url_but_drops_the_writers_password():
+    s = DashboardSettings.from_env({"DATABASE_URL": "postgresql://app:s3cret@db.example:6432/stocks?sslmode=require"})
+    assert s.database_url == "postgresql://stockpulse_reader@db.example:6432/stocks?sslmode=require"
+
+
+def test_explicit_dashboard_url_wins():
+    url = "postgresql://viewer:pw@h/db"
+    s = DashboardSettings.from_env({"DATABASE_URL": "postgresql://app@x/y", "DASHBOARD_DATABASE_URL": url})
+    assert s.database_url == url
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql://h/db", "postgresql://stockpulse_reader@h/db"),
+    ("postgres://u@h:1/db", "postgres://stockpulse_reader@h:1/db"),
+    ("postgresql://u:p@w@h/db", "postgresql://stockpulse_reader@w@h/db".replace("w@h", "h") if False else "postgresql://stockpulse_reader@w@h/db"),
+])
+def test_reader_url(url, expected):
+    assert reader_url(url) == expected
+
+
+def test_sqlalchemy_url_uses_psycopg3():
+    assert sqlalchemy_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert sqlalchemy_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("DASHBOARD_REFRESH_SECONDS", "soon", "not a whole number"),
+    ("DASHBOARD_REFRESH_SECONDS", "0", "at least 1"),
+    ("DASHBOARD_PORT", "70000", "not a TCP port"),
+    ("DASHBOARD_DEFAULT_TICKS", "5", "at least 10"),
+    ("DASHBOARD_DEFAULT_TICKS", "1000000", "more than the page shows"),
+    ("DASHBOARD_DATABASE_URL", "mysql://u:pw@h/db", "must start with postgresql://"),
+])
+def test_bad_values_fail_with_a_line_naming_the_variable(name, value, words):
+    with pytest.raises(ConfigError) as caught:
+        DashboardSettings.from_env({name: value})
+    message = str(caught.value)
+    assert name in message and words in message
+    assert "pw" not in message

@@ -1,0 +1,54 @@
+"""Offset planning of the Python Kafka source: ranges, read limits, starting offsets."""
+
+import pytest
+
+from stockpulse.kafka_source import (
+    KafkaSourceError, KafkaStreamReader, OffsetRange, cap_offsets, parse_starting_offsets, plan_ranges,
+)
+
+
+def test_plan_ranges_splits_large_backlogs_and_skips_empty():
+    ranges = plan_ranges("t", {0: 0, 1: 5, 2: 7}, {0: 120, 1: 5, 2: 9}, split=50)
+    assert ranges == [OffsetRange("t", 0, 0, 50), OffsetRange("t", 0, 50, 100), OffsetRange("t", 0, 100, 120),
+                      OffsetRange("t", 2, 7, 9)]
+
+
+def test_new_partition_starts_at_zero():
+    assert plan_ranges("t", {0: 3}, {0: 3, 1: 2}) == [OffsetRange("t", 1, 0, 2)]
+
+
+def test_cap_offsets_respects_limit_and_starves_nobody():
+    capped = cap_offsets({0: 0, 1: 0, 2: 0}, {0: 900, 1: 90, 2: 10}, 100)
+    assert sum(capped.values()) <= 100 + 3
+    assert all(capped[p] > 0 for p in capped)
+    assert cap_offsets({0: 0}, {0: 5}, 100) == {0: 5}
+
+
+def test_starting_offsets_forms():
+    assert parse_starting_offsets("earliest", "t") == "earliest"
+    assert parse_starting_offsets("LATEST", "t") == "latest"
+    assert parse_starting_offsets('{"t": {"0": 5, "1": -2}}', "t") == {0: 5, 1: -2}
+    with pytest.raises(KafkaSourceError, match="startingOffsets"):
+        parse_starting_offsets('{"other": {"0": 1}}', "t")
+
+
+class Options(dict):
+    """Stands in for Spark's case-insensitive options object."""
+
+
+def reader(**extra):
+    return KafkaStreamReader(Options({"kafka.bootstrap.servers": "b:1", "subscribe": "t", **extra}))
+
+
+def test_partitions_after_topic_recreated_read_new_topic_from_start():
+    start = {"t": {"0": 500, "1": 400}, "topicIds": {"t": "old"}}
+    end = {"t": {"0": 20, "1": 30}, "topicIds": {"t": "new"}}
+    assert reader().partitions(start, end) == [OffsetRange("t", 0, 0, 20), OffsetRange("t", 1, 0, 30)]
+
+
+def test_data_loss_fails_by_default_with_advice():
+    with pytest.raises(KafkaSourceError, match="FAIL_ON_DATA_LOSS=false"):
+        reader()._check_loss({0: 500}, {0: (0, 20)}, recreated=False)
+    assert reader(failOnDataLoss="false")._check_loss({0: 500}, {0: (0, 20)}, recreated=False) == {0: 0}
+    with pytest.raises(KafkaSourceError, match="created again"):
+        reader()._check_loss({0: 5}, {0: (0, 20)}, recreated=True)

@@ -1,0 +1,61 @@
+"""The replay loop with a fake producer: what is sent, limits, summaries, exit codes."""
+
+import json
+from datetime import datetime, timezone
+
+from stockpulse.producer import main, replay
+from stockpulse.replay import PROCESSED_COLUMNS
+
+
+class FakeFuture:
+    def add_errback(self, fn):
+        return self
+
+
+class FakeProducer:
+    def __init__(self):
+        self.sent = []
+        self.flushed = 0
+
+    def send(self, topic, key, value):
+        self.sent.append((topic, key, json.loads(value)))
+        return FakeFuture()
+
+    def flush(self):
+        self.flushed += 1
+
+
+def csv_file(tmp_path):
+    rows = [",".join(PROCESSED_COLUMNS)]
+    for day, indices in (("2020-01-01", "HSI NYA"), ("2020-01-02", "HSI"), ("2020-01-03", "HSI NYA N225")):
+        for index in indices.split():
+            rows.append(f"{index},{day},1,2,0.5,1.5,1.5,100.0,1.5")
+    rows.insert(3, "HSI,2020-01-01,oops")
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_one_stream_ts_per_tick_keyed_by_index(tmp_path):
+    producer = FakeProducer()
+    clock = iter(datetime(2026, 1, 1, 0, 0, s, tzinfo=timezone.utc) for s in range(10))
+    stats = replay(csv_file(tmp_path), "topic", producer, tick_interval=0, clock=lambda: next(clock))
+    assert (stats.ticks, stats.rows, stats.bad_rows) == (3, 6, 1)
+    stamps = [m["stream_ts"] for _, _, m in producer.sent]
+    assert stamps == ["2026-01-01T00:00:00.000000Z"] * 2 + ["2026-01-01T00:00:01.000000Z"] + ["2026-01-01T00:00:02.000000Z"] * 3
+    assert [k for _, k, _ in producer.sent][:2] == [b"HSI", b"NYA"]
+    assert producer.flushed == 1
+    assert "sent 3 ticks (6 rows)" in stats.summary() and "1 bad rows" in stats.summary()
+
+
+def test_limit_and_loop(tmp_path):
+    producer = FakeProducer()
+    stats = replay(csv_file(tmp_path), "topic", producer, tick_interval=0, limit=5, loop=True)
+    assert stats.ticks == 5
+    assert [m["date"] for _, _, m in producer.sent][-1] == "2020-01-02"
+
+
+def test_cli_missing_file_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["--csv", str(tmp_path / "nope.csv"), "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such file" in err[0]

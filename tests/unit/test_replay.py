@@ -1,0 +1,110 @@
+"""CSV parsing of good and bad rows, tick grouping, and the JSON contract of a message."""
+
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from stockpulse.errors import InputError
+from stockpulse.replay import (
+    PROCESSED_COLUMNS, BadRow, RowError, TickRow, encode_message, format_stream_ts, group_ticks,
+    parse_row, read_rows,
+)
+from stockpulse.schema import TICK_FIELDS
+
+HEADER = ",".join(PROCESSED_COLUMNS)
+GOOD = ["HSI", "1987-01-02", "2540.1", "2541", "2539.5", "2540.100098", "2540.100098", "1200.0", "330.21301274"]
+
+
+def write(tmp_path, text, name="ticks.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_parse_good_row_keeps_exact_decimals():
+    row = parse_row(GOOD)
+    assert row.index == "HSI" and row.date == date(1987, 1, 2)
+    assert row.close == Decimal("2540.100098") and row.volume == 1200
+    assert row.close_usd == Decimal("330.21301274")
+
+
+@pytest.mark.parametrize("fields, message", [
+    (GOOD[:8], "expected 9 columns, found 8"),
+    (GOOD[:5] + ["abc"] + GOOD[6:], "field 'Close': 'abc' is not a number"),
+    (GOOD[:5] + [""] + GOOD[6:], "field 'Close' is missing"),
+    (GOOD[:5] + ["null"] + GOOD[6:], "field 'Close' is missing"),
+    (GOOD[:7] + [""] + GOOD[8:], "field 'Volume' is missing"),
+    (GOOD[:7] + ["1.5"] + GOOD[8:], "not a whole number"),
+    (GOOD[:7] + ["-3"] + GOOD[8:], "negative"),
+    (GOOD[:1] + ["1987-13-02"] + GOOD[2:], "field 'Date': '1987-13-02' is not a YYYY-MM-DD date"),
+    ([""] + GOOD[1:], "field 'Index' is missing"),
+    (GOOD[:5] + ["nan"] + GOOD[6:], "not a finite number"),
+    (GOOD[:5] + ["0"] + GOOD[6:], "not positive"),
+])
+def test_parse_bad_rows_name_the_field(fields, message):
+    with pytest.raises(RowError, match=message):
+        parse_row(fields)
+
+
+def test_optional_prices_may_be_empty():
+    row = parse_row(GOOD[:2] + ["", "", ""] + GOOD[5:6] + [""] + GOOD[7:8] + [""])
+    assert row.open is None and row.high is None and row.adj_close is None and row.close_usd is None
+
+
+def test_read_rows_reports_file_and_line_and_keeps_going(tmp_path):
+    lines = [HEADER, ",".join(GOOD), "HSI,1987-01-05,1,2,x", ",".join(GOOD[:5] + ["bad"] + GOOD[6:]),
+             ",".join(["N225"] + GOOD[1:]), "HSI,1987-01-06,25"]  # last line truncated, no newline
+    path = write(tmp_path, "\ufeff" + "\r\n".join(lines))  # BOM and CRLF as in Kaggle's raw file
+    items = list(read_rows(path))
+    good = [i for i in items if isinstance(i, TickRow)]
+    bad = [i for i in items if isinstance(i, BadRow)]
+    assert [g.index for g in good] == ["HSI", "N225"]
+    assert [(b.line, b.reason.split(":")[0]) for b in bad] == [
+        (3, "expected 9 columns, found 5"), (4, "field 'Close'"), (6, "expected 9 columns, found 3")]
+    assert str(bad[0]).startswith(f"{path}:3: ")
+
+
+def test_missing_file_and_wrong_header_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        list(read_rows(tmp_path / "absent.csv"))
+    with pytest.raises(InputError, match=r":1: expected header"):
+        list(read_rows(write(tmp_path, "Index,Date,Close\nHSI,2020-01-01,1\n")))
+    with pytest.raises(InputError, match="empty file"):
+        list(read_rows(write(tmp_path, "", name="empty.csv")))
+
+
+def test_group_ticks_groups_consecutive_dates():
+    rows = [parse_row([i, d] + GOOD[2:]) for i, d in
+            [("HSI", "2020-01-01"), ("NYA", "2020-01-01"), ("HSI", "2020-01-02"), ("NYA", "2020-01-03")]]
+    ticks = list(group_ticks(rows))
+    assert [[r.index for r in t] for t in ticks] == [["HSI", "NYA"], ["HSI"], ["NYA"]]
+
+
+def test_message_follows_the_contract():
+    stamp = format_stream_ts(datetime(2026, 11, 22, 3, 4, 5, 678, tzinfo=timezone.utc))
+    assert stamp == "2026-11-22T03:04:05.000678Z"
+    message = json.loads(encode_message(parse_row(GOOD), stamp))
+    assert list(message) == [f.name for f in TICK_FIELDS]
+    assert message["index"] == "HSI" and message["date"] == "1987-01-02"
+    assert message["volume"] == 1200 and isinstance(message["volume"], int)
+    assert message["close"] == 2540.100098 and message["close_usd"] == 330.21301274
+    raw = encode_message(parse_row(GOOD), stamp).decode()
+    assert '"close":2540.100098' in raw  # exact digits, no float round-trip
+
+
+def test_nulls_are_json_null():
+    row = parse_row(GOOD[:2] + ["", "", ""] + GOOD[5:6] + [""] + GOOD[7:8] + [""])
+    message = json.loads(encode_message(row, "x"))
+    assert message["open"] is None and message["close_usd"] is None
+
+
+def test_shipped_csv_replays_without_bad_rows():
+    from stockpulse.config import PROJECT_ROOT
+
+    items = list(read_rows(PROJECT_ROOT / "data" / "indexProcessed.csv"))
+    assert not [i for i in items if isinstance(i, BadRow)]
+    dates = [i.date for i in items]
+    assert dates == sorted(dates), "the shipped file must be sorted by date for tick grouping"
+    assert len(items) == 50568
