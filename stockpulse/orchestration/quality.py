@@ -1,0 +1,114 @@
+"""Data-quality checks on the ticks that landed since the last check, and the record of each check.
+
+Every check is a count of violating rows in a ``landed_at`` window, so a run reports numbers, not
+a yes/no. Each finished check is recorded in ``stockpulse_quality_checks`` (created here,
+idempotently: ``postgres/init.sql`` belongs to the streaming job), whose latest ``checked_to`` is
+the next run's starting point and the health report's "rows since the last run".
+
+The window ends ``settle`` seconds before now: ``landed_at`` is the writer's transaction start,
+so a batch still committing may carry a slightly older timestamp than rows already visible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+logger = logging.getLogger(__name__)
+
+STATE_DDL = """
+CREATE TABLE IF NOT EXISTS stockpulse_quality_checks (
+    id            BIGSERIAL    PRIMARY KEY,
+    checked_from  TIMESTAMPTZ,                       -- exclusive; NULL: from the first row
+    checked_to    TIMESTAMPTZ  NOT NULL,             -- inclusive; the next check starts here
+    rows_checked  BIGINT       NOT NULL,
+    violations    JSONB        NOT NULL,             -- check name -> violating rows
+    run_id        TEXT,                              -- the Airflow run that checked
+    checked_at    TIMESTAMPTZ  NOT NULL DEFAULT now()
+);
+"""
+
+# name -> SQL condition that is TRUE for a violating row (NULL comparisons count as passing,
+# except in the null-key check, which is what catches them).
+CHECKS: dict[str, str] = {
+    "trade_value_not_close_times_volume": "trade_value IS DISTINCT FROM close * volume",
+    "low_above_open": "low > open",
+    "low_above_close": "low > close",
+    "open_above_high": "open > high",
+    "close_above_high": "close > high",
+    "null_key": "(stream_ts IS NULL OR date IS NULL OR index IS NULL OR kafka_topic IS NULL "
+                "OR kafka_partition IS NULL OR kafka_offset IS NULL)",
+}
+
+WINDOW = "(%(since)s::timestamptz IS NULL OR landed_at > %(since)s::timestamptz) AND landed_at <= %(until)s"
+
+
+def count_sql() -> str:
+    """One pass over the window counting rows and each check's violations."""
+    counts = ", ".join(f"count(*) FILTER (WHERE {cond}) AS {name}" for name, cond in CHECKS.items())
+    return f"SELECT count(*) AS rows_checked, {counts} FROM ticks_raw WHERE {WINDOW}"
+
+
+def sample_sql(limit: int = 10) -> str:
+    """A few violating rows with the checks they fail, so the log shows what to look at."""
+    reasons = ", ".join(f"CASE WHEN {cond} THEN '{name}' END" for name, cond in CHECKS.items())
+    any_violation = " OR ".join(f"({cond})" for cond in CHECKS.values())
+    return (f"SELECT index, date, kafka_partition, kafka_offset, concat_ws(',', {reasons}) FROM ticks_raw "
+            f"WHERE {WINDOW} AND ({any_violation}) ORDER BY landed_at, kafka_partition, kafka_offset LIMIT {limit}")
+
+
+def failures(violations: dict[str, int]) -> list[str]:
+    """Human-readable lines for the checks that found violations (empty: all passed)."""
+    return [f"{name}: {count} rows" for name, count in violations.items() if count]
+
+
+def ensure_state(url: str) -> None:
+    from stockpulse.db import connect
+
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(746174)")
+        try:
+            conn.execute(STATE_DDL)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(746174)")
+
+
+def last_checked_to(url: str) -> datetime | None:
+    """Where the previous check stopped (None: nothing was checked yet)."""
+    from stockpulse.db import connect
+
+    with connect(url) as conn:
+        return conn.execute("SELECT max(checked_to) FROM stockpulse_quality_checks").fetchone()[0]
+
+
+def check(url: str, run_id: str | None, settle: float = 30.0) -> dict:
+    """Check the rows landed since the last check, record the check, return its summary.
+
+    The check is recorded whether or not it finds violations: a failed run is the report, and the
+    next run moves on to new rows instead of failing forever on the same ones.
+    """
+    from stockpulse.db import connect
+
+    ensure_state(url)
+    with connect(url) as conn:
+        since = conn.execute("SELECT max(checked_to) FROM stockpulse_quality_checks").fetchone()[0]
+        until = conn.execute("SELECT now() - make_interval(secs => %s)", (settle,)).fetchone()[0]
+        if since is not None and until <= since:
+            until = since
+        params = {"since": since, "until": until}
+        cursor = conn.execute(count_sql(), params)
+        row = dict(zip([c.name for c in cursor.description], cursor.fetchone()))
+        rows = row.pop("rows_checked")
+        samples = conn.execute(sample_sql(), params).fetchall() if any(row.values()) else []
+        conn.execute(
+            "INSERT INTO stockpulse_quality_checks (checked_from, checked_to, rows_checked, violations, run_id) "
+            "VALUES (%s, %s, %s, %s, %s)", (since, until, rows, json.dumps(row), run_id),
+        )
+    return {
+        "checked_from": since.isoformat() if since else None,
+        "checked_to": until.isoformat(),
+        "rows_checked": rows,
+        "violations": row,
+        "samples": [f"{r[0]} {r[1]} partition {r[2]} offset {r[3]}: {r[4]}" for r in samples],
+    }

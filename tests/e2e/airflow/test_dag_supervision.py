@@ -1,0 +1,55 @@
+"""The DAG against real PostgreSQL, a real broker and the real Spark consumer (``airflow dags test``).
+
+One test walks the story the DAG exists for: the consumer is down and ticks wait on the topic;
+a run starts it and the ticks land; the consumer is SIGKILLed, more ticks arrive, the next run
+restarts it and every tick lands exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from stockpulse.services import processes
+
+from .steps import produce, row_counts, run_dag_test, topic_size, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _run_ok(env, conf=None) -> str:
+    result = run_dag_test(env, conf)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "failed" not in [line.rsplit("state=", 1)[-1].strip() for line in output.splitlines() if "state=" in line]
+    return output
+
+
+def test_dag_starts_a_stopped_consumer_and_restarts_a_killed_one(dag_env, pipeline_env, consumer_paths):
+    url = pipeline_env["DATABASE_URL"]
+    produce(pipeline_env, 40)
+    before = topic_size(pipeline_env)
+    assert before > 0 and processes.read_pid(consumer_paths.pid_file) is None
+
+    output = _run_ok(dag_env)
+    assert "supervisor: start: consumer is not running" in output
+    first = processes.read_pid(consumer_paths.pid_file)
+    assert first is not None, "the DAG run did not leave a consumer running"
+    wait_for(lambda: row_counts(url)[0] >= before, f"{before} ticks produced before the run did not land")
+    assert row_counts(url) == (before, before)
+
+    os.killpg(first, signal.SIGKILL)
+    wait_for(lambda: processes.read_pid(consumer_paths.pid_file) is None, "the killed consumer still looks alive")
+    produce(pipeline_env, 30)
+    after = topic_size(pipeline_env)
+    assert after > before
+
+    output = _run_ok(dag_env)
+    assert "supervisor: start: consumer is not running" in output
+    second = processes.read_pid(consumer_paths.pid_file)
+    assert second is not None and second != first, "the killed consumer was not restarted"
+    wait_for(lambda: row_counts(url)[0] >= after, "ticks produced after the kill did not land")
+    total, distinct = row_counts(url)
+    assert total == after and distinct == total, f"{total} rows, {distinct} distinct records, {after} produced"
