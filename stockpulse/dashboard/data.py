@@ -47,7 +47,8 @@ def describe_error(exc: BaseException, url: str) -> str:
                 "(postgres/init.sql does for stockpulse_reader)")
     if state == "57014":
         return f"a dashboard query at {where} ran longer than {STATEMENT_TIMEOUT_MS // 1000} s and was cancelled"
-    reason = re.sub(r"\s+", " ", str(original)).strip() or type(original).__name__
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    reason = re.sub(r"\s+", " ", lines[0]) if lines else type(original).__name__  # the rest is libpq's hint
     return f"cannot read PostgreSQL at {where}: {reason[:300]}"
 
 
@@ -61,14 +62,22 @@ def engine(url: str) -> Engine:
     )
 
 
+_last_failure: dict[str, str] = {}
+
+
 def _read(url: str, query, *args):
     try:
         with engine(url).connect() as conn:
-            return query(conn, *args)
+            result = query(conn, *args)
     except sa_exc.DBAPIError as exc:
         message = describe_error(exc, url)
-        logger.warning("%s", message)
+        if _last_failure.get(url) != message:  # log each new failure once, not on every refresh
+            logger.warning("%s", message)
+        _last_failure[url] = message
         raise DatabaseUnavailable(message) from None
+    if _last_failure.pop(url, None):
+        logger.info("PostgreSQL at %s answers again", redact_url(url))
+    return result
 
 
 @st.cache_data(ttl=RESULT_TTL_SECONDS, show_spinner=False)

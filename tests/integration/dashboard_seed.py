@@ -16,6 +16,8 @@ import psycopg
 from stockpulse.dashboard.settings import reader_url
 
 INDICES = ("HSI", "IXIC", "NYA")
+BULK_RECENT = 30
+"""How many of :func:`insert_many`'s rows landed within the last minute."""
 START = datetime(2026, 11, 22, 9, 0, 0, tzinfo=timezone.utc)
 
 
@@ -57,16 +59,18 @@ def insert_ticks(url: str, ticks: list[Tick]) -> None:
 
 
 def insert_many(url: str, rows: int) -> None:
-    """``rows`` synthetic ticks in one statement, one second apart in both stream_ts and landed_at
-    (newest now), then ANALYZE, so the planner sees a table it would rather not scan."""
+    """``rows`` synthetic ticks in one statement, then ANALYZE, so the planner sees a table it would
+    rather not scan. ``stream_ts`` is one second apart; :data:`BULK_RECENT` rows landed just now and
+    the rest more than ten minutes ago, so ticks per second has a known answer."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO ticks_raw (stream_ts, date, index, close, volume, trade_value, kafka_topic, "
             "kafka_partition, kafka_offset, kafka_timestamp, landed_at) "
-            "SELECT now() - make_interval(secs => g), DATE '2021-06-01', (ARRAY['HSI','IXIC','NYA','N225','GDAXI'])[g % 5 + 1], "
-            "100 + g % 97, 1000, (100 + g % 97) * 1000, 'bulk', 0, g, now(), now() - make_interval(secs => g) "
+            "SELECT now() - make_interval(secs => g), DATE '2021-06-01', (ARRAY['HSI','IXIC','NYA','N225','GDAXI'])[g %% 5 + 1], "
+            "100 + g %% 97, 1000, (100 + g %% 97) * 1000, 'bulk', 0, g, now(), "
+            "now() - make_interval(secs => CASE WHEN g <= %s THEN 0 ELSE 600 + g END) "
             "FROM generate_series(1, %s) AS g",
-            (rows,),
+            (BULK_RECENT, rows),
         )
         conn.execute("ANALYZE ticks_raw")
 

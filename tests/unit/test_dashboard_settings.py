@@ -27,7 +27,7 @@ def test_explicit_dashboard_url_wins():
 @pytest.mark.parametrize("url, expected", [
     ("postgresql://h/db", "postgresql://stockpulse_reader@h/db"),
     ("postgres://u@h:1/db", "postgres://stockpulse_reader@h:1/db"),
-    ("postgresql://u:p@w@h/db", "postgresql://stockpulse_reader@w@h/db".replace("w@h", "h") if False else "postgresql://stockpulse_reader@w@h/db"),
+    ("postgresql://u:p%40ss@h/db?sslmode=require", "postgresql://stockpulse_reader@h/db?sslmode=require"),
 ])
 def test_reader_url(url, expected):
     assert reader_url(url) == expected
