@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ def ship_package(spark) -> None:
     ``addPyFile``.
     """
     staging = Path(tempfile.mkdtemp(prefix="stockpulse-pyfiles-"))
+    atexit.register(shutil.rmtree, staging, ignore_errors=True)
     archive = shutil.make_archive(str(staging / "stockpulse"), "zip", root_dir=PROJECT_ROOT, base_dir="stockpulse")
     spark.sparkContext.addPyFile(archive)
 

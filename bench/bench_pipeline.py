@@ -1,0 +1,219 @@
+"""Measure the spine: producer rate, the broker's raw consume ceiling, end-to-end rows/s, latency.
+
+Usage: python bench/bench_pipeline.py [--ticks 60000] [--daily-ticks 4000] [--latency-seconds 40]
+
+Everything runs on private services (free ports, temporary directories), so a running
+``make up`` is untouched. Results go to ``bench/results/<UTC time>.json`` and
+``bench/results/latest.json``. Figures from one run are comparable with each other (same machine,
+same moment); compare ratios, not absolute numbers, across machines or runs.
+
+What is measured:
+- producer: kafka-python, acks=all, rows/s for the whole replay;
+- consume ceiling: one confluent-kafka consumer reading the same topic start to end, and the
+  same with kafka-python;
+- end to end: ``consumer.py --once`` (both sinks) per lake layout. ``rows_per_s_wall`` divides by
+  the whole run; ``rows_per_s_after_startup`` first subtracts the time the same command takes on
+  an empty topic (JVM, Spark session, Python workers), which a long-running job pays once;
+- latency: a streaming consumer (1 s trigger) while the producer sends ticks at a steady pace;
+  per row ``landed_at - kafka_timestamp`` (Kafka send time to Postgres commit), p50/p95/max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stockpulse import logs  # noqa: E402
+from stockpulse.db import apply_init_sql, connect  # noqa: E402
+from stockpulse.producer import make_producer, replay  # noqa: E402
+from stockpulse.services.broker import ensure_topic, start_broker, stop_broker  # noqa: E402
+from stockpulse.services.postgres import EmbeddedPostgres  # noqa: E402
+from stockpulse.services.processes import free_port  # noqa: E402
+
+logger = logging.getLogger("bench")
+CSV = ROOT / "data" / "indexProcessed.csv"
+
+
+def produce(bootstrap: str, topic: str, ticks: int, interval: float = 0.0) -> dict:
+    producer = make_producer(bootstrap)
+    try:
+        stats = replay(CSV, topic, producer, tick_interval=interval, limit=ticks, loop=True)
+    finally:
+        producer.close()
+    return {"ticks": stats.ticks, "rows": stats.rows, "seconds": round(stats.seconds, 3),
+            "rows_per_s": round(stats.rows / stats.seconds)}
+
+
+def consume_confluent(bootstrap: str, topic: str, expected: int) -> dict:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
+                         "fetch.max.bytes": 16 << 20, "max.partition.fetch.bytes": 8 << 20})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    seen, started = 0, time.monotonic()
+    while seen < expected and time.monotonic() - started < 300:
+        seen += sum(1 for m in consumer.consume(10_000, timeout=1) if m.error() is None)
+    seconds = time.monotonic() - started
+    consumer.close()
+    return {"client": "confluent-kafka", "rows": seen, "seconds": round(seconds, 3), "rows_per_s": round(seen / seconds)}
+
+
+def consume_kafka_python(bootstrap: str, topic: str, expected: int) -> dict:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    partitions = [TopicPartition(topic, p) for p in range(3)]
+    consumer.assign(partitions)
+    for tp in partitions:
+        consumer.seek(tp, 0)
+    seen, started = 0, time.monotonic()
+    while seen < expected and time.monotonic() - started < 300:
+        seen += sum(len(v) for v in consumer.poll(timeout_ms=1000, max_records=50_000).values())
+    seconds = time.monotonic() - started
+    consumer.close()
+    return {"client": "kafka-python", "rows": seen, "seconds": round(seconds, 3), "rows_per_s": round(seen / seconds)}
+
+
+def job_env(bootstrap: str, topic: str, url: str, work: Path, **extra: str) -> dict:
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC": topic, "DATABASE_URL": url,
+            "LAKE_PATH": str(work / "lake"), "CHECKPOINT_DIR": str(work / "chk"), "PYSPARK_PYTHON": sys.executable,
+            "PYTHONPATH": str(ROOT), **extra}
+
+
+def run_once(env: dict) -> float:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(ROOT / "consumer" / "consumer.py"), "--once"], env=env,
+                            cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"consumer failed:\n{result.stderr[-3000:]}")
+    return time.monotonic() - started
+
+
+def fresh_database(server: EmbeddedPostgres, name: str) -> str:
+    with connect(f"postgresql://stockpulse@{server.host}:{server.port}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://stockpulse@{server.host}:{server.port}/{name}"
+    apply_init_sql(url)
+    return url
+
+
+def count_rows(url: str) -> int:
+    with connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM ticks_raw").fetchone()[0]
+
+
+def end_to_end(server, bootstrap, topic, rows, layout, startup, work) -> dict:
+    url = fresh_database(server, f"bench_{layout.replace(',', '_')}")
+    env = job_env(bootstrap, topic, url, work / layout.replace(",", "_"), LAKE_PARTITION_BY=layout)
+    seconds = run_once(env)
+    landed = count_rows(url)
+    files = sum(1 for _ in (work / layout.replace(",", "_") / "lake").rglob("*.parquet"))
+    busy = max(seconds - startup, 1e-3)
+    return {"layout": layout, "rows": rows, "rows_in_postgres": landed, "parquet_files": files,
+            "seconds_wall": round(seconds, 2), "rows_per_s_wall": round(rows / seconds),
+            "rows_per_s_after_startup": round(rows / busy)}
+
+
+def latency(server, bootstrap, work, seconds: float) -> dict:
+    topic = "bench_latency"
+    ensure_topic(bootstrap, topic, 3)
+    url = fresh_database(server, "bench_latency")
+    env = job_env(bootstrap, topic, url, work / "latency", LAKE_PARTITION_BY="index", TRIGGER_INTERVAL="1 second")
+    log = (work / "latency-consumer.log").open("wb")
+    consumer = subprocess.Popen([sys.executable, str(ROOT / "consumer" / "consumer.py")], env=env, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        produce(bootstrap, topic, 1, 0)  # warm-up tick: wait until the job has landed it
+        deadline = time.monotonic() + 300
+        while count_rows(url) == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        sent = produce(bootstrap, topic, int(seconds * 20), interval=0.05)
+        deadline = time.monotonic() + 120
+        while count_rows(url) < sent["rows"] + 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        os.killpg(consumer.pid, signal.SIGTERM)
+        consumer.wait(60)
+        log.close()
+    with connect(url) as conn:
+        p50, p95, worst, n = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l), percentile_cont(0.95) WITHIN GROUP (ORDER BY l),"
+            " max(l), count(*) FROM (SELECT extract(epoch FROM landed_at - kafka_timestamp) AS l FROM ticks_raw"
+            " ORDER BY kafka_timestamp OFFSET 1) s").fetchone()
+    return {"rows": n, "ticks_per_s_sent": 20, "trigger": "1 second",
+            "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "max_s": round(float(worst), 3)}
+
+
+def main() -> int:
+    logs.configure()
+    parser = argparse.ArgumentParser(description="StockPulse pipeline benchmark")
+    parser.add_argument("--ticks", type=int, default=60_000, help="ticks for the index-partitioned run")
+    parser.add_argument("--daily-ticks", type=int, default=4_000, help="ticks for the index/date run (one file per row)")
+    parser.add_argument("--latency-seconds", type=float, default=40)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="stockpulse-bench-"))
+    os.chmod(work, 0o755)
+    server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", database="postgres")
+    bootstrap = f"127.0.0.1:{free_port()}"
+    results: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}}
+    try:
+        server.start()
+        start_broker("127.0.0.1", int(bootstrap.rsplit(":", 1)[1]), work)
+        for topic in ("bench_big", "bench_daily", "bench_empty"):
+            ensure_topic(bootstrap, topic, 3)
+
+        logger.info("producing %d ticks", args.ticks)
+        results["producer"] = produce(bootstrap, "bench_big", args.ticks)
+        rows = results["producer"]["rows"]
+        results["consume_ceiling"] = [consume_confluent(bootstrap, "bench_big", rows),
+                                      consume_kafka_python(bootstrap, "bench_big", rows)]
+
+        logger.info("measuring start-up on an empty topic")
+        startup = run_once(job_env(bootstrap, "bench_empty", fresh_database(server, "bench_empty"), work / "empty"))
+        results["consumer_startup_s"] = round(startup, 2)
+
+        logger.info("end to end, layout index (%d rows)", rows)
+        results["end_to_end"] = [end_to_end(server, bootstrap, "bench_big", rows, "index", startup, work)]
+        daily = produce(bootstrap, "bench_daily", args.daily_ticks)
+        logger.info("end to end, layout index,date (%d rows)", daily["rows"])
+        results["end_to_end"].append(end_to_end(server, bootstrap, "bench_daily", daily["rows"], "index,date", startup, work))
+
+        ceiling = results["consume_ceiling"][0]["rows_per_s"]
+        for run in results["end_to_end"]:
+            run["share_of_consume_ceiling"] = round(run["rows_per_s_after_startup"] / ceiling, 3)
+
+        logger.info("latency at a steady pace for %.0f s", args.latency_seconds)
+        results["latency"] = latency(server, bootstrap, work, args.latency_seconds)
+    finally:
+        stop_broker(work)
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2)
+    (out_dir / f"{results['started'].replace(':', '')}.json").write_text(text + "\n")
+    (out_dir / "latest.json").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
