@@ -19,11 +19,20 @@ from .steps import produce, row_counts, run_dag_test, topic_size, wait_for
 pytestmark = pytest.mark.slow
 
 
-def _run_ok(env, conf=None) -> str:
+def _run(env, conf=None) -> tuple[str, str]:
+    """(final run state, CLI output) of one ``airflow dags test`` run."""
     result = run_dag_test(env, conf)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    assert "failed" not in [line.rsplit("state=", 1)[-1].strip() for line in output.splitlines() if "state=" in line]
+    finished = [line for line in output.splitlines() if "DagRun Finished" in line]
+    assert finished, output[-5000:]
+    state = finished[-1].split(" state=", 1)[1].split(",", 1)[0]
+    assert (result.returncode == 0) == (state == "success"), output[-5000:]
+    return state, output
+
+
+def _run_ok(env, conf=None) -> str:
+    state, output = _run(env, conf)
+    assert state == "success", output[-5000:]
     return output
 
 
@@ -53,3 +62,12 @@ def test_dag_starts_a_stopped_consumer_and_restarts_a_killed_one(dag_env, pipeli
     wait_for(lambda: row_counts(url)[0] >= after, "ticks produced after the kill did not land")
     total, distinct = row_counts(url)
     assert total == after and distinct == total, f"{total} rows, {distinct} distinct records, {after} produced"
+
+
+def test_a_consumer_that_dies_after_the_start_attempt_turns_the_run_red(dag_env, consumer_paths):
+    """The official Kafka jar is not installed, so KAFKA_SOURCE=builtin makes the job exit at start-up."""
+    env = {**dag_env, "KAFKA_SOURCE": "builtin"}
+    state, output = _run(env)
+    assert state == "failed"
+    assert "pipeline unhealthy after the supervisor's action 'start'" in output
+    assert "consumer is not running" in output and str(consumer_paths.log_file) in output

@@ -1,0 +1,35 @@
+"""How ``make up`` configures ``airflow standalone`` (environment only; the real server is in e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stockpulse.config import StackSettings
+from stockpulse.services import airflow as airflow_service
+
+
+def test_standalone_environment(tmp_path):
+    env = airflow_service.airflow_env({"PATH": "/usr/bin", "DATABASE_URL": "postgresql://x@h/db"}, tmp_path, 18080)
+    assert env["AIRFLOW_HOME"] == str(tmp_path)
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"].endswith("airflow/dags")
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False" and env["AIRFLOW__CORE__PARALLELISM"] == "4"
+    assert env["AIRFLOW__API__PORT"] == "18080" and env["AIRFLOW__API__BASE_URL"] == "http://localhost:18080"
+    assert env["DATABASE_URL"] == "postgresql://x@h/db"  # tasks see the stack's settings
+
+
+def test_users_own_airflow_settings_win(tmp_path):
+    env = airflow_service.airflow_env({"AIRFLOW__CORE__PARALLELISM": "8"}, tmp_path, 8080)
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "8"
+
+
+def test_describe_says_where_the_ui_and_password_are(tmp_path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_PORT", raising=False)
+    text = airflow_service.describe(StackSettings.from_env({"STOCKPULSE_STATE_DIR": str(tmp_path)}))
+    assert "http://localhost:8080" in text
+    assert str(Path(tmp_path) / "airflow" / "simple_auth_manager_passwords.json.generated") in text
+
+
+def test_admin_password_is_read_from_the_generated_file(tmp_path):
+    assert airflow_service.admin_password(tmp_path) is None
+    (tmp_path / airflow_service.PASSWORD_FILE).write_text('{"admin": "s3cret"}')
+    assert airflow_service.admin_password(tmp_path) == "s3cret"
