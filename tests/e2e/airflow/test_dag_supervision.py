@@ -64,8 +64,10 @@ def test_dag_starts_a_stopped_consumer_and_restarts_a_killed_one(dag_env, pipeli
     assert total == after and distinct == total, f"{total} rows, {distinct} distinct records, {after} produced"
 
 
-def test_a_consumer_that_dies_after_the_start_attempt_turns_the_run_red(dag_env, consumer_paths):
-    """The official Kafka jar is not installed, so KAFKA_SOURCE=builtin makes the job exit at start-up."""
+def test_a_consumer_that_dies_after_the_start_attempt_turns_the_run_red(dag_env, pipeline_env, consumer_paths):
+    """Ticks wait, but the job exits at start-up: the official Kafka jar is not installed, so
+    KAFKA_SOURCE=builtin is refused. The run must end red with the reason in its log."""
+    produce(pipeline_env, 5)
     env = {**dag_env, "KAFKA_SOURCE": "builtin"}
     state, output = _run(env)
     assert state == "failed"

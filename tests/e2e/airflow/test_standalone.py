@@ -1,0 +1,117 @@
+"""A real ``airflow standalone`` (what ``make up`` starts): a run triggered through the REST API
+succeeds, and a real browser shows it green.
+
+Standalone, its log servers, the database, broker, topic, state and checkpoints all live on free
+ports and temporary directories of this test session; the fixture stops Airflow (SIGTERM to its
+process group) and the consumer its run started.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import pytest
+
+from stockpulse.config import PROJECT_ROOT, StackSettings
+from stockpulse.orchestration.supervisor import ConsumerPaths
+from stockpulse.services import airflow as airflow_service
+from stockpulse.services import processes
+
+from .steps import produce, wait_for
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def module_database_url(pg_server):
+    """A database of its own for the module (the session's ``database_url`` is per test)."""
+    import psycopg
+
+    from stockpulse.db import apply_init_sql
+
+    name = f"af_{uuid.uuid4().hex[:12]}"
+    admin = f"postgresql://stockpulse@{pg_server.host}:{pg_server.port}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://stockpulse@{pg_server.host}:{pg_server.port}/{name}"
+    apply_init_sql(url)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def standalone(broker, module_database_url, tmp_path_factory):
+    """``airflow standalone`` pointed at the test services; yields (client, pipeline env, paths)."""
+    from stockpulse.services.broker import ensure_topic
+
+    base = tmp_path_factory.mktemp("standalone")
+    topic = f"ticks_{uuid.uuid4().hex[:10]}"
+    ensure_topic(broker, topic, 3)
+    env = {**os.environ,
+           "KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_TOPIC": topic, "DATABASE_URL": module_database_url,
+           "LAKE_PATH": str(base / "lake"), "CHECKPOINT_DIR": str(base / "chk"),
+           "STOCKPULSE_STATE_DIR": str(base / "state"), "PYSPARK_PYTHON": sys.executable,
+           "TRIGGER_INTERVAL": "1 second", "PYTHONPATH": str(PROJECT_ROOT),
+           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(processes.free_port()),
+           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(processes.free_port())}
+    paths = ConsumerPaths.of(StackSettings.from_env(env))
+    pid_file, log_file = base / "airflow.pid", base / "airflow.log"
+    try:
+        client = airflow_service.start_standalone(base / "airflow", processes.free_port(), env, pid_file,
+                                                  log_file, timeout=900)
+        yield client, env, paths
+    finally:
+        processes.stop_detached("airflow", pid_file, timeout=60)
+        processes.stop_detached("consumer", paths.pid_file, timeout=30)
+
+
+def finished_state(client, run_id: str) -> str | None:
+    state = client.run_state(run_id)
+    return state if state in ("success", "failed") else None
+
+
+@pytest.fixture(scope="module")
+def successful_run(standalone) -> str:
+    """Trigger a run through ``POST /api/v2/dags/{id}/dagRuns`` and wait until it finishes."""
+    client, env, _ = standalone
+    produce(env, 20)
+    run_id = client.trigger(conf={"mode": "supervise", "health_timeout_seconds": 900})
+    state = wait_for(lambda: finished_state(client, run_id), f"run {run_id} did not finish", timeout=1800, interval=5)
+    assert state == "success", f"run {run_id} ended {state}; task logs under {client.airflow_home / 'logs'}"
+    return run_id
+
+
+def test_a_run_triggered_through_the_rest_api_succeeds(standalone, successful_run):
+    client, _, paths = standalone
+    assert client.run_state(successful_run) == "success"
+    assert processes.read_pid(paths.pid_file) is not None, "the run did not leave the consumer running"
+
+
+def test_the_ui_shows_the_last_run_green(standalone, successful_run, artifacts_dir):
+    from playwright.sync_api import expect, sync_playwright
+
+    client, _, _ = standalone
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(client.url, timeout=120_000)
+            page.locator("input[name=username]").fill("admin")
+            page.locator("input[name=password]").fill(airflow_service.admin_password(client.airflow_home))
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(lambda url: "/auth/" not in url, timeout=120_000)
+
+            page.goto(f"{client.url}/dags/{airflow_service.DAG_ID}", timeout=120_000)
+            expect(page.get_by_text(airflow_service.DAG_ID).first).to_be_visible(timeout=120_000)
+            page.goto(f"{client.url}/dags/{airflow_service.DAG_ID}/runs/{successful_run}", timeout=120_000)
+            expect(page.get_by_text(successful_run).first).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Success", exact=False).first).to_be_visible(timeout=120_000)
+            page.screenshot(path=str(artifacts_dir / "airflow_dag_run_success.png"), full_page=True)
+        finally:
+            browser.close()
