@@ -68,7 +68,8 @@ def _ticks(path: Path, loop: bool, stats: ReplayStats) -> Iterator[list[TickRow]
 
 
 def make_producer(bootstrap_servers: str):
-    """A kafka-python producer tuned for throughput without giving up acks=all."""
+    """A kafka-python producer: acks=all and idempotent, so a retried send is never written twice
+    and per-key order survives retries; batching (linger 20 ms, 256 KiB) for throughput."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -78,9 +79,7 @@ def make_producer(bootstrap_servers: str):
             acks="all",
             linger_ms=20,
             batch_size=256 * 1024,
-            compression_type=None,
-            retries=5,
-            max_in_flight_requests_per_connection=1,  # keeps per-key order through retries
+            enable_idempotence=True,
         )
     except KafkaError:
         raise ServiceError(

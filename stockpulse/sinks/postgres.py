@@ -87,10 +87,13 @@ class PostgresSink:
     def __call__(self, batch_df, batch_id: int) -> None:
         started = time.monotonic()
         table = batch_df.toArrow()
+        collected = time.monotonic()
         ticks, dead = self.write_arrow(table)
         logger.info(
-            "postgres batch %d: %d records, %d new ticks, %d new dead letters (%s) in %.2f s",
-            batch_id, table.num_rows, ticks, dead, redact_url(self.url), time.monotonic() - started,
+            "postgres batch %d: %d records, %d new ticks, %d new dead letters (%s); "
+            "read+parse %.2f s, write %.2f s",
+            batch_id, table.num_rows, ticks, dead, redact_url(self.url), collected - started,
+            time.monotonic() - collected,
         )
         if dead:
             logger.warning("batch %d: %d malformed messages went to ticks_dead_letter", batch_id, dead)
