@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -116,10 +118,19 @@ def apply(decision: Decision, s: StackSettings, paths: ConsumerPaths, pid: int |
     """Carry out ``decision`` (the caller holds the lock); returns the consumer's pid."""
     logger.info("supervisor: %s: %s", decision.action, decision.reason)
     if decision.action == RESTART and pid is not None:
+        _resume(pid)
         processes.stop_detached("consumer", paths.pid_file, timeout=30)
     if decision.action in (START, RESTART):
         return start(s, paths)
     return pid
+
+
+def _resume(pid: int) -> None:
+    """SIGCONT the job's group first: a stopped process would hold SIGTERM pending until SIGKILL."""
+    try:
+        os.killpg(pid, signal.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run_catch_up(s: StackSettings, paths: ConsumerPaths) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +75,36 @@ def test_a_consumer_that_dies_after_the_start_attempt_turns_the_run_red(dag_env,
     assert state == "failed"
     assert "pipeline unhealthy after the supervisor's action 'start'" in output
     assert "consumer is not running" in output and str(consumer_paths.log_file) in output
+
+
+def test_a_stalled_consumer_is_restarted(dag_env, pipeline_env, consumer_paths):
+    """A consumer frozen with SIGSTOP is alive but commits nothing while new ticks wait."""
+    from stockpulse.orchestration.checkpoints import read_progress
+
+    url, chk, topic = pipeline_env["DATABASE_URL"], Path(pipeline_env["CHECKPOINT_DIR"]), pipeline_env["KAFKA_TOPIC"]
+    produce(pipeline_env, 10)
+    _run_ok(dag_env)
+    first = processes.read_pid(consumer_paths.pid_file)
+    wait_for(lambda: row_counts(url)[0] >= topic_size(pipeline_env), "the first ticks did not land")
+    os.killpg(first, signal.SIGSTOP)
+    produce(pipeline_env, 10)
+    # Setup, not an assertion: let the frozen job's last commit age past the threshold.
+    wait_for(lambda: time.time() - read_progress(chk, "postgres", topic).committed_at > 35,
+             "the last commit never aged", interval=5)
+
+    output = _run_ok(dag_env, {"stall_seconds": 30})
+    assert "supervisor: restart:" in output and "committed nothing" in output
+    second = processes.read_pid(consumer_paths.pid_file)
+    assert second is not None and second != first
+    wait_for(lambda: row_counts(url)[0] >= topic_size(pipeline_env), "ticks sent to the frozen job did not land")
+    total, distinct = row_counts(url)
+    assert total == distinct == topic_size(pipeline_env)
+
+
+def test_catch_up_mode_processes_the_backlog_inside_the_task(dag_env, pipeline_env, consumer_paths):
+    produce(pipeline_env, 25)
+    output = _run_ok(dag_env, {"mode": "catch_up"})
+    assert "consumer --once:" in output  # the job's own log lines are in the task log
+    assert processes.read_pid(consumer_paths.pid_file) is None, "catch-up must not leave a job running"
+    total, distinct = row_counts(pipeline_env["DATABASE_URL"])
+    assert total == distinct == topic_size(pipeline_env)
