@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import logging
 import os
 import shutil
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--once", action="store_true",
                         help="process everything available at start, then exit (tests, backfills, Airflow)")
     parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[2])")
+    parser.add_argument("--progress-file", type=Path, default=None,
+                        help="on exit, write each query's recent progress reports (JSON) here (the benchmark reads it)")
     return parser
 
 
@@ -69,4 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.debug("query failure", exc_info=True)
         return 1
     logger.info("all queries finished")
+    if args.progress_file:
+        progress = {q.name: [json.loads(p.json) for p in q.recentProgress] for q in queries}
+        args.progress_file.write_text(json.dumps(progress, indent=1, default=str))
     return 0
