@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -56,10 +56,13 @@ def _good_rows(path: Path, stats: ReplayStats) -> Iterator[TickRow]:
         yield item
 
 
-def _ticks(path: Path, loop: bool, stats: ReplayStats) -> Iterator[list[TickRow]]:
+def _ticks(path: Path, loop: bool, stats: ReplayStats, start_date: date | None = None) -> Iterator[list[TickRow]]:
     while True:
         produced = False
-        for tick in group_ticks(_good_rows(path, stats)):
+        rows = _good_rows(path, stats)
+        if start_date is not None:
+            rows = (r for r in rows if r.date >= start_date)
+        for tick in group_ticks(rows):
             produced = True
             yield tick
         if not loop or not produced:
@@ -97,6 +100,7 @@ def replay(
     loop: bool = False,
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    start_date: date | None = None,
 ) -> ReplayStats:
     """Send ticks until the file (or ``limit``) is exhausted; Ctrl-C stops after a flush."""
     stats = ReplayStats()
@@ -107,7 +111,7 @@ def replay(
         stats.failed_sends += 1
 
     try:
-        for tick in _ticks(csv_path, loop, stats):
+        for tick in _ticks(csv_path, loop, stats, start_date):
             if limit is not None and stats.ticks >= limit:
                 break
             if tick_interval > 0:
@@ -130,6 +134,13 @@ def replay(
     return stats
 
 
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from None
+
+
 def build_parser(defaults: KafkaSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="producer.py", description="Replay stock-index history into Kafka as live ticks."
@@ -143,6 +154,8 @@ def build_parser(defaults: KafkaSettings) -> argparse.ArgumentParser:
                         help="seconds between ticks; 0 sends as fast as the broker takes them (default 1.0)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="stop after N ticks")
     parser.add_argument("--loop", action="store_true", help="start again at the end of the file")
+    parser.add_argument("--start-date", type=_iso_date, default=None, metavar="YYYY-MM-DD",
+                        help="skip trading dates before this one (1997-07-02 is the first with all five indices)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return parser
 
@@ -169,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("replaying %s into %s at %s", args.csv, args.topic, args.bootstrap_servers)
     try:
         stats = replay(args.csv, args.topic, producer, args.tick_interval, args.limit, args.loop,
-                       progress=bar.update if bar else None)
+                       progress=bar.update if bar else None, start_date=args.start_date)
     except StockPulseError as exc:
         print(f"producer: error: {exc}", file=sys.stderr)
         return 2

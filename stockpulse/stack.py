@@ -113,6 +113,9 @@ def _start_producer(s: StackSettings) -> None:
     command = [sys.executable, str(PROJECT_ROOT / "producer" / "producer.py"), "--tick-interval", interval, "--no-progress"]
     if os.environ.get("PRODUCER_LOOP", "").lower() in ("1", "true", "yes"):
         command.append("--loop")
+    start_date = os.environ.get("PRODUCER_START_DATE", "1997-07-02")
+    if start_date:
+        command += ["--start-date", start_date]
     # Mark completion so a second `make up` does not replay the history again.
     shell = " ".join(f"'{c}'" for c in command) + f" && touch '{done}'"
     processes.start_detached("producer", ["/bin/sh", "-c", shell], _pid_file(s, "producer"),

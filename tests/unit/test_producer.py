@@ -59,3 +59,11 @@ def test_cli_missing_file_is_one_line_exit_2(tmp_path, capsys):
     assert main(["--csv", str(tmp_path / "nope.csv"), "--bootstrap-servers", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such file" in err[0]
+
+
+def test_start_date_skips_earlier_ticks(tmp_path):
+    from datetime import date
+
+    producer = FakeProducer()
+    stats = replay(csv_file(tmp_path), "topic", producer, tick_interval=0, start_date=date(2020, 1, 2))
+    assert stats.ticks == 2 and {m["date"] for _, _, m in producer.sent} == {"2020-01-02", "2020-01-03"}
