@@ -73,7 +73,7 @@ def assess(obs: Observation, mode: str, restarted_at: float | None, stall_after:
         return Verdict(HEALTHY, [f"catch-up finished; {obs.total_lag()} records arrived since"])
     if obs.pid is None:
         return Verdict(UNHEALTHY, ["consumer is not running (it exited after the supervisor's start attempt)"])
-    reasons, waiting = [], False
+    reasons, waiting, stalled = [], False, False
     for sink, parts in obs.lag.items():
         lag, committed = sum(parts.values()), obs.committed_at.get(sink)
         if lag == 0:
@@ -87,8 +87,9 @@ def assess(obs: Observation, mode: str, restarted_at: float | None, stall_after:
         moments = [t for t in (committed, obs.started_at) if t is not None]
         age = obs.observed_at - max(moments) if moments else None
         if age is not None and age > stall_after:
+            stalled = True
             reasons.append(f"{sink}: stalled: {lag} records wait and nothing was committed for {age:.0f} s")
-    if any("stalled" in r for r in reasons):
+    if stalled:
         return Verdict(UNHEALTHY, reasons)
     return Verdict(WAITING if waiting else HEALTHY, reasons)
 

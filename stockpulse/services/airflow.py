@@ -43,6 +43,8 @@ def airflow_env(base: Mapping[str, str], airflow_home: Path, api_port: int) -> d
     """``base`` plus what standalone needs; settings the user already exported win.
 
     The API port and base URL move together: tasks reach the execution API at the base URL.
+    The API listens on loopback only (like the dashboard); export ``AIRFLOW__API__HOST=0.0.0.0``
+    to serve other machines.
     """
     env = dict(base)
     env["AIRFLOW_HOME"] = str(airflow_home)
@@ -50,6 +52,7 @@ def airflow_env(base: Mapping[str, str], airflow_home: Path, api_port: int) -> d
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__API__HOST": "127.0.0.1",  # the admin UI stays on loopback unless the user says otherwise
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": base_url(api_port),
     }

@@ -13,6 +13,7 @@ def test_standalone_environment(tmp_path):
     assert env["AIRFLOW_HOME"] == str(tmp_path)
     assert env["AIRFLOW__CORE__DAGS_FOLDER"].endswith("airflow/dags")
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False" and env["AIRFLOW__CORE__PARALLELISM"] == "4"
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert env["AIRFLOW__API__PORT"] == "18080" and env["AIRFLOW__API__BASE_URL"] == "http://localhost:18080"
     assert env["DATABASE_URL"] == "postgresql://x@h/db"  # tasks see the stack's settings
 
