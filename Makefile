@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(LOCK_HASH)
 
 .PHONY: up down services status test test-unit bench replay clean venv sysdeps browser
 
-up: venv sysdeps          ## start PostgreSQL, the broker, the consumer and the producer
+up: venv sysdeps          ## start PostgreSQL, the broker, the consumer, the producer, Airflow and the dashboard
 	$(PY) -m stockpulse.stack up
 
 down:                     ## stop everything `make up` started

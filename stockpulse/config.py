@@ -19,13 +19,15 @@ from stockpulse.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _get(env: Mapping[str, str], name: str, default: str) -> str:
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    """Setting ``name`` with surrounding blanks removed; empty or unset gives ``default``."""
     value = env.get(name, "")
     return value.strip() if value.strip() else default
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = _get(env, name, str(default))
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    """Whole-number setting ``name``; a bad value is a :class:`ConfigError` naming the variable."""
+    raw = env_str(env, name, str(default))
     try:
         value = int(raw)
     except ValueError:
@@ -36,7 +38,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = _get(env, name, "true" if default else "false").lower()
+    raw = env_str(env, name, "true" if default else "false").lower()
     if raw in ("1", "true", "yes", "on"):
         return True
     if raw in ("0", "false", "no", "off"):
@@ -45,7 +47,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def _path(env: Mapping[str, str], name: str, default: str) -> Path:
-    path = Path(_get(env, name, default))
+    path = Path(env_str(env, name, default))
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
@@ -59,15 +61,15 @@ class KafkaSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "KafkaSettings":
-        port = _int(env, "KAFKA_EMBEDDED_PORT", 9092, 1)
-        external = _get(env, "KAFKA_BOOTSTRAP_SERVERS", "")
-        topic = _get(env, "KAFKA_TOPIC", "stock_ticks")
+        port = env_int(env, "KAFKA_EMBEDDED_PORT", 9092, 1)
+        external = env_str(env, "KAFKA_BOOTSTRAP_SERVERS", "")
+        topic = env_str(env, "KAFKA_TOPIC", "stock_ticks")
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
             raise ConfigError(f"KAFKA_TOPIC={topic!r} is not a valid Kafka topic name")
         return cls(
             bootstrap_servers=external or f"127.0.0.1:{port}",
             topic=topic,
-            partitions=_int(env, "KAFKA_TOPIC_PARTITIONS", 3, 1),
+            partitions=env_int(env, "KAFKA_TOPIC_PARTITIONS", 3, 1),
             embedded=not external,
             embedded_port=port,
         )
@@ -81,8 +83,8 @@ class PostgresSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "PostgresSettings":
-        port = _int(env, "PG_EMBEDDED_PORT", 5432, 1)
-        external = _get(env, "DATABASE_URL", "")
+        port = env_int(env, "PG_EMBEDDED_PORT", 5432, 1)
+        external = env_str(env, "DATABASE_URL", "")
         if external and not external.startswith(("postgresql://", "postgres://")):
             raise ConfigError(
                 f"DATABASE_URL must start with postgresql:// (got {redact_url(external)!r})"
@@ -113,7 +115,7 @@ class ConsumerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "ConsumerSettings":
         partition_by = tuple(
-            c.strip() for c in _get(env, "LAKE_PARTITION_BY", "index,date").split(",") if c.strip()
+            c.strip() for c in env_str(env, "LAKE_PARTITION_BY", "index,date").split(",") if c.strip()
         )
         if partition_by == ("none",):
             partition_by = ()
@@ -123,23 +125,23 @@ class ConsumerSettings:
                 f"LAKE_PARTITION_BY={','.join(partition_by)!r}: use a comma-separated subset of "
                 f"{','.join(PARTITION_COLUMN_CHOICES)}, or none"
             )
-        source = _get(env, "KAFKA_SOURCE", "auto").lower()
+        source = env_str(env, "KAFKA_SOURCE", "auto").lower()
         if source not in ("auto", "builtin", "python"):
             raise ConfigError(f"KAFKA_SOURCE={source!r}: use auto, builtin or python")
-        trigger = _get(env, "TRIGGER_INTERVAL", "5 seconds")
+        trigger = env_str(env, "TRIGGER_INTERVAL", "5 seconds")
         if not re.fullmatch(r"\d+(\.\d+)?\s*(milliseconds?|seconds?|minutes?|ms|s|m)", trigger):
             raise ConfigError(f"TRIGGER_INTERVAL={trigger!r}: use e.g. '5 seconds' or '500 milliseconds'")
         return cls(
-            master=_get(env, "SPARK_MASTER", "local[2]"),
+            master=env_str(env, "SPARK_MASTER", "local[2]"),
             lake_path=_path(env, "LAKE_PATH", "lake/parquet"),
             checkpoint_dir=_path(env, "CHECKPOINT_DIR", "chk"),
             partition_by=partition_by,
             trigger_interval=trigger,
-            max_offsets_per_trigger=_int(env, "MAX_OFFSETS_PER_TRIGGER", 0),
-            starting_offsets=_get(env, "STARTING_OFFSETS", "earliest"),
+            max_offsets_per_trigger=env_int(env, "MAX_OFFSETS_PER_TRIGGER", 0),
+            starting_offsets=env_str(env, "STARTING_OFFSETS", "earliest"),
             fail_on_data_loss=_bool(env, "FAIL_ON_DATA_LOSS", True),
             kafka_source=source,
-            shuffle_partitions=_int(env, "SPARK_SHUFFLE_PARTITIONS", 4, 1),
+            shuffle_partitions=env_int(env, "SPARK_SHUFFLE_PARTITIONS", 4, 1),
         )
 
 

@@ -100,8 +100,12 @@ def job_env(s: StackSettings) -> dict[str, str]:
 
 
 def _start_consumer(s: StackSettings) -> None:
-    processes.start_detached("consumer", [sys.executable, str(PROJECT_ROOT / "consumer" / "consumer.py")],
-                             _pid_file(s, "consumer"), _log_file(s, "consumer"), env=job_env(s), cwd=PROJECT_ROOT)
+    # Under the same lock as the Airflow supervisor, so the two can never start it twice.
+    from stockpulse.orchestration import supervisor
+
+    paths = supervisor.ConsumerPaths.of(s)
+    with supervisor.consumer_lock(paths.lock_file):
+        supervisor.start(s, paths)
 
 
 def _start_producer(s: StackSettings) -> None:

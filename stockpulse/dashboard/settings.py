@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from stockpulse.config import PostgresSettings, _get, _int, redact_url
+from stockpulse.config import PostgresSettings, env_int, env_str, redact_url
 from stockpulse.errors import ConfigError
 
 READER_ROLE = "stockpulse_reader"
@@ -46,22 +46,22 @@ class DashboardSettings:
 
         ``base_url`` is the writer's URL when the caller already knows it (``make up`` does).
         """
-        explicit = _get(env, "DASHBOARD_DATABASE_URL", "")
+        explicit = env_str(env, "DASHBOARD_DATABASE_URL", "")
         if explicit and not explicit.startswith(("postgresql://", "postgres://")):
             raise ConfigError(
                 f"DASHBOARD_DATABASE_URL must start with postgresql:// (got {redact_url(explicit)!r})"
             )
         url = explicit or reader_url(base_url or PostgresSettings.from_env(env).url)
-        port = _int(env, "DASHBOARD_PORT", 8501, 1)
+        port = env_int(env, "DASHBOARD_PORT", 8501, 1)
         if port > 65535:
             raise ConfigError(f"DASHBOARD_PORT={port} is not a TCP port (1-65535)")
-        ticks = _int(env, "DASHBOARD_DEFAULT_TICKS", 500, 10)
+        ticks = env_int(env, "DASHBOARD_DEFAULT_TICKS", 500, 10)
         if ticks > MAX_TICKS:
             raise ConfigError(f"DASHBOARD_DEFAULT_TICKS={ticks} is more than the page shows ({MAX_TICKS})")
         return cls(
             database_url=url,
             port=port,
-            refresh_seconds=_int(env, "DASHBOARD_REFRESH_SECONDS", 5, 1),
+            refresh_seconds=env_int(env, "DASHBOARD_REFRESH_SECONDS", 5, 1),
             default_ticks=ticks,
         )
 

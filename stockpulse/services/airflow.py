@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from stockpulse.config import PROJECT_ROOT, StackSettings, _int
+from stockpulse.config import PROJECT_ROOT, StackSettings, env_int
 from stockpulse.errors import ServiceError
 from stockpulse.services import processes
 
@@ -32,7 +32,7 @@ def home(s: StackSettings) -> Path:
 
 
 def port(env: Mapping[str, str] = os.environ) -> int:
-    return _int(env, "AIRFLOW_PORT", 8080, 1)
+    return env_int(env, "AIRFLOW_PORT", 8080, 1)
 
 
 def base_url(api_port: int) -> str:
