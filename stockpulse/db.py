@@ -31,14 +31,18 @@ def connect(url: str, autocommit: bool = False, connect_timeout: int = 10):
         ) from None
 
 
-def apply_init_sql(url: str, path: Path = INIT_SQL) -> None:
-    """Create the tables and indexes if absent; safe to run concurrently and repeatedly."""
-    sql = path.read_text()
+def execute_ddl(url: str, sql: str, lock_id: int) -> None:
+    """Run idempotent DDL under an advisory lock, so two starters never race on
+    ``CREATE ... IF NOT EXISTS`` (which can fail with a duplicate-key error when concurrent)."""
     with connect(url, autocommit=True) as conn:
-        # One advisory lock so two starters do not race on CREATE ... IF NOT EXISTS.
-        conn.execute("SELECT pg_advisory_lock(746173)")
+        conn.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
         try:
             conn.execute(sql)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(746173)")
+            conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+
+
+def apply_init_sql(url: str, path: Path = INIT_SQL) -> None:
+    """Create the tables and indexes if absent; safe to run concurrently and repeatedly."""
+    execute_ddl(url, path.read_text(), 746173)
     logger.info("applied %s to %s", path.name, redact_url(url))

@@ -64,14 +64,9 @@ def failures(violations: dict[str, int]) -> list[str]:
 
 
 def ensure_state(url: str) -> None:
-    from stockpulse.db import connect
+    from stockpulse.db import execute_ddl
 
-    with connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(746174)")
-        try:
-            conn.execute(STATE_DDL)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(746174)")
+    execute_ddl(url, STATE_DDL, 746174)
 
 
 def last_checked_to(url: str) -> datetime | None:
