@@ -160,6 +160,11 @@ def build_parser(defaults: KafkaSettings) -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(_signum, _frame) -> None:
+    """SIGTERM (from `make down`) flushes and summarises like Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: returns 0 when done, 1 when sends failed, 2 for bad input or an unreachable broker."""
     try:
@@ -172,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     except StockPulseError as exc:
         print(f"producer: error: {exc}", file=sys.stderr)
         return 2
-    # SIGTERM (from `make down`) should flush like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     bar = None
     if sys.stderr.isatty() and not args.no_progress:
         from tqdm import tqdm
