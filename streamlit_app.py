@@ -33,7 +33,7 @@ except ConfigError as exc:
 
 URL = settings.database_url
 
-st.title("📈 StockPulse live")
+st.title("StockPulse live")
 st.caption(f"Reading `{redact_url(URL)}` · refreshing every {settings.refresh_seconds} s")
 
 with st.sidebar:
@@ -45,13 +45,13 @@ with st.sidebar:
 
 
 def header(m: queries.Metrics) -> None:
-    rows, rate, since, latest = st.columns(4)
+    rows, rate, since, latest = st.columns([1, 1, 1, 1.7])  # the timestamp needs the room
     rows.metric("Rows in ticks_raw", formatting.rows(m.rows, m.rows_estimated),
                 help=f"Exact up to {queries.EXACT_COUNT_CAP:,} rows, PostgreSQL's estimate above.")
     rate.metric("Ticks/s (last minute)", formatting.rate(m.ticks_per_second),
                 help="Rows that landed in the last 60 s, divided by 60.")
     since.metric("Since last tick landed", formatting.age(m.seconds_since_last_tick))
-    latest.metric("Latest stream_ts", formatting.moment(m.latest_stream_ts))
+    latest.metric("Latest stream_ts (UTC)", formatting.moment(m.latest_stream_ts))
 
 
 def views(ticks) -> None:

@@ -29,7 +29,7 @@ def age(seconds: float | None) -> str:
 
 
 def moment(value: datetime | None) -> str:
-    """A timestamp as ``2026-11-22 10:00:00 UTC``; ``–`` before the first tick."""
+    """A timestamp in UTC as ``2026-11-22 10:00:00`` (the label says UTC); ``–`` before the first tick."""
     if value is None:
         return "–"
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

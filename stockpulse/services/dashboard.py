@@ -40,12 +40,13 @@ def settings_for(s: StackSettings, env: Mapping[str, str] | None = None) -> Dash
 
 
 def command(port: int) -> list[str]:
-    """``streamlit run`` headless on loopback; no file watcher (nothing edits the app while it serves)."""
+    """``streamlit run`` headless on loopback; no file watcher (nothing edits the app while it serves),
+    no usage statistics, and a viewer's toolbar (no "Deploy" button)."""
     return [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.address", HOST, "--server.port", str(port), "--server.headless", "true",
         "--server.fileWatcherType", "none", "--server.runOnSave", "false",
-        "--browser.gatherUsageStats", "false",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
     ]
 
 

@@ -3,7 +3,7 @@
 Debian's chromium, driven by Playwright (no browser download), loads the dashboard that the
 ``make up`` service code starts, waits for the four charts to render, then watches the
 "Rows in ticks_raw" metric grow between refreshes of the live fragment, without reloading the page.
-The screenshot is kept in test-artifacts/dashboard.png.
+Screenshots (light, and dark as the viewer's system prefers) are kept in test-artifacts/.
 """
 
 from __future__ import annotations
@@ -105,6 +105,10 @@ def test_charts_appear_and_the_tick_count_grows_while_the_pipeline_streams(
         headings = page.locator("h3").all_inner_texts()
         for title in ("Close", "% change from the first tick", "Rebased to 100", "Share of volume and trade value"):
             assert any(title in h for h in headings), headings
+        dark = browser.new_page(viewport={"width": 1600, "height": 1200}, color_scheme="dark")
+        dark.goto(page_url, wait_until="domcontentloaded", timeout=60_000)
+        dark.wait_for_function(FOUR_CHARTS, timeout=GROWTH_MS, polling=1000)
+        dark.screenshot(path=str(artifacts_dir / "dashboard-dark.png"), full_page=True)
     finally:
         page.screenshot(path=str(artifacts_dir / "dashboard.png"), full_page=True)
         logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in tmp_path.glob("*.log"))

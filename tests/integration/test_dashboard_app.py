@@ -19,7 +19,7 @@ from stockpulse.services.processes import free_port
 from tests.integration.dashboard_seed import INDICES, insert_ticks, known_ticks
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
-METRICS = ("Rows in ticks_raw", "Ticks/s (last minute)", "Since last tick landed", "Latest stream_ts")
+METRICS = ("Rows in ticks_raw", "Ticks/s (last minute)", "Since last tick landed", "Latest stream_ts (UTC)")
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_seeded_table_shows_four_charts_and_exact_metrics(page_env, database_url
     assert set(shown) == set(METRICS)
     assert shown["Rows in ticks_raw"] == f"{len(ticks):,}"
     assert shown["Ticks/s (last minute)"] == f"{sum(t.landed_seconds_ago < 60 for t in ticks) / 60:.2f}"
-    assert shown["Latest stream_ts"] == max(t.stream_ts for t in ticks).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert shown["Latest stream_ts (UTC)"] == max(t.stream_ts for t in ticks).strftime("%Y-%m-%d %H:%M:%S")
     newest_landing = min(t.landed_seconds_ago for t in ticks)
     value, unit = shown["Since last tick landed"].split()
     assert unit == "s" and newest_landing <= int(value) <= newest_landing + elapsed + 1
@@ -85,7 +85,7 @@ def test_empty_table_waits_for_the_first_ticks(page_env, database_url):
     page_env.setenv("DATABASE_URL", database_url)
     at = run_page()
     assert metric_values(at) == {"Rows in ticks_raw": "0", "Ticks/s (last minute)": "0.00",
-                                 "Since last tick landed": "–", "Latest stream_ts": "–"}
+                                 "Since last tick landed": "–", "Latest stream_ts (UTC)": "–"}
     assert "Waiting for the first ticks" in at.info[0].value
     assert not charts(at) and not at.warning and not at.error
 
