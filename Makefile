@@ -24,7 +24,7 @@ status: venv
 
 replay: venv              ## replay the CSV again into the running pipeline
 	rm -f .state/run/producer.done
-	$(PY) -m stockpulse.stack up
+	PRODUCER_RESUME=false $(PY) -m stockpulse.stack up
 
 test: venv sysdeps browser  ## the whole suite; starts its own services on free ports
 	$(PY) -m pytest

@@ -29,6 +29,8 @@ from pyspark.sql.streaming.datasource import (
     SupportsTriggerAvailableNow,
 )
 
+from stockpulse.kafka_offsets import KafkaOffsetsError, make_consumer as _consumer, describe_topic, watermarks
+
 logger = logging.getLogger(__name__)
 
 SOURCE_NAME = "stockpulse_kafka"
@@ -56,7 +58,7 @@ SPLIT_SIZE = 50_000
 """Offsets per Spark task; a large backlog on one partition is read by several tasks."""
 
 
-class KafkaSourceError(RuntimeError):
+class KafkaSourceError(KafkaOffsetsError):
     """Raised inside Spark; the message says what happened and what the user can do."""
 
 
@@ -110,71 +112,6 @@ def parse_starting_offsets(spec: str, topic: str) -> dict[int, int] | str:
             f"startingOffsets={spec!r}: use earliest, latest or JSON like "
             f'{{"{topic}": {{"0": 42, "1": -2}}}} (-2 earliest, -1 latest)'
         ) from None
-
-
-def _consumer(bootstrap: str, **extra):
-    from confluent_kafka import Consumer
-
-    config = {
-        "bootstrap.servers": bootstrap,
-        "group.id": "stockpulse-spark-reader",  # required by librdkafka; never joined or committed
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "error",
-        "socket.timeout.ms": 10_000,
-        "log_level": 3,
-    }
-    config.update(extra)
-    return Consumer(config)
-
-
-def describe_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> tuple[str, list[int]]:
-    """(topic id, partition ids). The id changes when a topic is deleted and created again."""
-    from confluent_kafka import KafkaException, TopicCollection
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10_000, "log_level": 3})
-    try:
-        description = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic].result(timeout)
-    except KafkaException as exc:
-        raise KafkaSourceError(
-            f"cannot describe topic {topic!r} on {bootstrap}: {exc.args[0].str() if exc.args else exc} "
-            "(is the broker up, and does the topic exist? 'make services' creates it)"
-        ) from None
-    return str(description.topic_id), sorted(p.id for p in description.partitions)
-
-
-def watermarks(bootstrap: str, topic: str, partitions: list[int], positions: dict[int, int] | None,
-               timeout: float = 15.0) -> dict[int, tuple[int, int]]:
-    """{partition: (low, high)} for ``partitions`` of ``topic``, from real fetch responses.
-
-    A tiny fetch at each known position (or at the beginning) returns the partition's high
-    watermark in its response; that value is right on every broker, unlike ListOffsets on tansu.
-    """
-    from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
-
-    consumer = _consumer(bootstrap, **{"fetch.wait.max.ms": 10, "max.partition.fetch.bytes": 1,
-                                        "fetch.max.bytes": 1024, "message.max.bytes": 1024})
-    try:
-        positions = positions or {}
-        consumer.assign([TopicPartition(topic, p, positions.get(p, OFFSET_BEGINNING)) for p in partitions])
-        found: dict[int, tuple[int, int]] = {}
-        deadline = time.monotonic() + timeout
-        while len(found) < len(partitions):
-            for message in consumer.consume(64, timeout=0.05):
-                err = message.error()
-                if err is not None and err.code() not in (KafkaError._PARTITION_EOF, KafkaError.OFFSET_OUT_OF_RANGE):
-                    logger.debug("watermark probe: %s", err)
-            for p in partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
-                if high >= 0:
-                    found[p] = (max(low, 0), high)
-            if time.monotonic() > deadline:
-                missing = sorted(set(partitions) - set(found))
-                raise KafkaSourceError(f"no answer from {bootstrap} for {topic} partitions {missing} within {timeout:.0f} s")
-        return found
-    finally:
-        consumer.close()
 
 
 class KafkaDataSource(DataSource):

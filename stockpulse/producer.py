@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 from stockpulse.config import PROJECT_ROOT, KafkaSettings
 from stockpulse.errors import ServiceError, StockPulseError
+from stockpulse.resume import ResumePoint
 from stockpulse.replay import BadRow, TickRow, check_header, encode_message, format_stream_ts, group_ticks, read_rows
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class ReplayStats:
     rows: int = 0
     bad_rows: int = 0
     failed_sends: int = 0
+    already_sent: int = 0
     seconds: float = 0.0
     interrupted: bool = False
     bad: list[str] = field(default_factory=list)
@@ -42,6 +44,7 @@ class ReplayStats:
         return (
             f"{state} {self.ticks} ticks ({self.rows} rows) in {self.seconds:.1f} s, "
             f"{self.bad_rows} bad rows, {self.failed_sends} failed sends, {rate:,.0f} rows/s"
+            + (f", {self.already_sent} rows skipped as already in the topic" if self.already_sent else "")
         )
 
 
@@ -56,17 +59,30 @@ def _good_rows(path: Path, stats: ReplayStats) -> Iterator[TickRow]:
         yield item
 
 
-def _ticks(path: Path, loop: bool, stats: ReplayStats, start_date: date | None = None) -> Iterator[list[TickRow]]:
+def _unsent(rows: Iterator[TickRow], point: ResumePoint, stats: ReplayStats) -> Iterator[TickRow]:
+    for row in rows:
+        if point.landed(row):
+            stats.already_sent += 1
+            continue
+        yield row
+
+
+def _ticks(path: Path, loop: bool, stats: ReplayStats, start_date: date | None = None,
+           resume: ResumePoint | None = None) -> Iterator[list[TickRow]]:
+    skip_landed = resume is not None  # only the first pass: a --loop pass after it sends everything
     while True:
         produced = False
         rows = _good_rows(path, stats)
         if start_date is not None:
             rows = (r for r in rows if r.date >= start_date)
+        if skip_landed:
+            rows = _unsent(rows, resume, stats)
         for tick in group_ticks(rows):
             produced = True
             yield tick
-        if not loop or not produced:
+        if not loop or not (produced or skip_landed):
             return
+        skip_landed = False
         logger.info("reached the end of %s, starting again (--loop)", path)
 
 
@@ -101,8 +117,12 @@ def replay(
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     start_date: date | None = None,
+    resume: ResumePoint | None = None,
 ) -> ReplayStats:
-    """Send ticks until the file (or ``limit``) is exhausted; Ctrl-C stops after a flush."""
+    """Send ticks until the file (or ``limit``) is exhausted; Ctrl-C stops after a flush.
+
+    With ``resume``, rows already in the topic are skipped (counted in ``already_sent``).
+    """
     stats = ReplayStats()
     started = time.monotonic()
     next_due = started
@@ -111,7 +131,7 @@ def replay(
         stats.failed_sends += 1
 
     try:
-        for tick in _ticks(csv_path, loop, stats, start_date):
+        for tick in _ticks(csv_path, loop, stats, start_date, resume):
             if limit is not None and stats.ticks >= limit:
                 break
             if tick_interval > 0:
@@ -156,8 +176,24 @@ def build_parser(defaults: KafkaSettings) -> argparse.ArgumentParser:
     parser.add_argument("--loop", action="store_true", help="start again at the end of the file")
     parser.add_argument("--start-date", type=_iso_date, default=None, metavar="YYYY-MM-DD",
                         help="skip trading dates before this one (1997-07-02 is the first with all five indices)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip rows the topic already holds, so a killed or repeated replay continues "
+                             "where it left off instead of sending history twice")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return parser
+
+
+def find_resume_point(bootstrap_servers: str, topic: str) -> ResumePoint:
+    """Read the newest records of ``topic`` and say where the replay stands."""
+    from stockpulse.kafka_offsets import KafkaOffsetsError, newest_records
+    from stockpulse.resume import TAIL_WINDOW, resume_point
+
+    try:
+        point = resume_point(newest_records(bootstrap_servers, topic, TAIL_WINDOW))
+    except KafkaOffsetsError as exc:
+        raise ServiceError(f"--resume: {exc}") from None
+    logger.info("--resume: %s", point.describe())
+    return point
 
 
 def _interrupt(_signum, _frame) -> None:
@@ -174,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             raise StockPulseError("--tick-interval and --limit must not be negative")
         check_header(args.csv)
         producer = make_producer(args.bootstrap_servers)
+        resume = find_resume_point(args.bootstrap_servers, args.topic) if args.resume else None
     except StockPulseError as exc:
         print(f"producer: error: {exc}", file=sys.stderr)
         return 2
@@ -186,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("replaying %s into %s at %s", args.csv, args.topic, args.bootstrap_servers)
     try:
         stats = replay(args.csv, args.topic, producer, args.tick_interval, args.limit, args.loop,
-                       progress=bar.update if bar else None, start_date=args.start_date)
+                       progress=bar.update if bar else None, start_date=args.start_date, resume=resume)
     except StockPulseError as exc:
         print(f"producer: error: {exc}", file=sys.stderr)
         return 2

@@ -114,7 +114,12 @@ def _start_producer(s: StackSettings) -> None:
         logger.info("producer already replayed the CSV (remove %s or run 'make replay' to send it again)", done)
         return
     interval = os.environ.get("PRODUCER_TICK_INTERVAL", "1.0")
-    command = [sys.executable, str(PROJECT_ROOT / "producer" / "producer.py"), "--tick-interval", interval, "--no-progress"]
+    command = [sys.executable, str(PROJECT_ROOT / "producer" / "producer.py"), "--tick-interval", interval,
+               "--no-progress"]
+    # --resume: a producer killed mid-replay (or stopped by `make down`) continues where its rows
+    # stopped landing, instead of sending the history twice. `make replay` turns it off.
+    if os.environ.get("PRODUCER_RESUME", "true").lower() not in ("0", "false", "no"):
+        command.append("--resume")
     if os.environ.get("PRODUCER_LOOP", "").lower() in ("1", "true", "yes"):
         command.append("--loop")
     start_date = os.environ.get("PRODUCER_START_DATE", "1997-07-02")

@@ -39,7 +39,7 @@ class Observation:
 
 def observe(s: StackSettings, checkpoint_dir: Path, pid_file: Path) -> Observation:
     """Read the pid file, the checkpoints and the topic's high watermarks (real fetches)."""
-    from stockpulse.kafka_source import describe_topic, watermarks
+    from stockpulse.kafka_offsets import describe_topic, watermarks
 
     from stockpulse.orchestration.supervisor import started_at
 

@@ -29,7 +29,7 @@ def produce(env: dict[str, str], ticks: int) -> None:
 
 def topic_size(env: dict[str, str]) -> int:
     """Messages on the test topic, from real fetch responses (ListOffsets is wrong on tansu)."""
-    from stockpulse.kafka_source import describe_topic, watermarks
+    from stockpulse.kafka_offsets import describe_topic, watermarks
 
     bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"]
     _, partitions = describe_topic(bootstrap, topic)

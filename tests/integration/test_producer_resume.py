@@ -1,0 +1,67 @@
+"""Kill the producer with SIGKILL mid-replay; ``--resume`` then sends exactly the rows that are missing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from stockpulse.config import PROJECT_ROOT
+from stockpulse.kafka_offsets import describe_topic, newest_records, watermarks
+from stockpulse.replay import TickRow, read_rows
+from stockpulse.resume import key_partition, record_position
+from tests.conftest import run_cli
+from tests.integration.helpers import csv_slice
+
+
+def landed(broker: str, topic: str) -> int:
+    _, partitions = describe_topic(broker, topic)
+    return sum(high - low for low, high in watermarks(broker, topic, partitions, None).values())
+
+
+def topic_contents(broker: str, topic: str) -> dict[int, list[tuple[str, object]]]:
+    records = newest_records(broker, topic, window=10**9)
+    return {p: [record_position(value) for _key, value in rows] for p, rows in records.items()}
+
+
+def test_sigkill_mid_replay_then_resume_sends_each_row_once(pipeline_env, broker, topic, tmp_path):
+    csv = csv_slice(tmp_path / "slice.csv", 1500)
+    expected = Counter((r.index, r.date) for r in read_rows(csv) if isinstance(r, TickRow))
+
+    producer = subprocess.Popen(
+        [sys.executable, "producer/producer.py", "--csv", str(csv), "--tick-interval", "0.01", "--no-progress"],
+        env=pipeline_env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while landed(broker, topic) < 200:
+            assert producer.poll() is None, "the producer finished before it could be killed"
+            assert time.monotonic() < deadline, "nothing landed within 120 s"
+            time.sleep(0.1)
+        os.kill(producer.pid, signal.SIGKILL)
+        producer.wait(30)
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+    before = landed(broker, topic)
+    assert 0 < before < sum(expected.values()), "the kill should have landed mid-replay"
+
+    resumed = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0", "--resume"], pipeline_env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{before} rows skipped as already in the topic" in resumed.stderr
+
+    contents = topic_contents(broker, topic)
+    found = Counter(position for positions in contents.values() for position in positions)
+    assert found == expected, "every CSV row exactly once in the topic"
+    for partition, positions in contents.items():
+        assert all(key_partition(index.encode(), len(contents)) == partition for index, _ in positions)
+
+    again = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0", "--resume"], pipeline_env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "sent 0 ticks (0 rows)" in again.stderr
+    assert landed(broker, topic) == sum(expected.values())
