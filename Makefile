@@ -32,8 +32,9 @@ test: venv sysdeps browser  ## the whole suite; starts its own services on free 
 test-unit: venv
 	$(PY) -m pytest tests/unit
 
-bench: venv sysdeps       ## throughput and latency, JSON in bench/results/
+bench: venv sysdeps       ## throughput, latency and the dashboard on 5M rows, JSON in bench/results/
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_dashboard.py
 
 venv: $(STAMP)
 
