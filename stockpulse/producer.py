@@ -11,7 +11,9 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -118,11 +120,17 @@ def replay(
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     start_date: date | None = None,
     resume: ResumePoint | None = None,
+    stop: threading.Event | None = None,
 ) -> ReplayStats:
-    """Send ticks until the file (or ``limit``) is exhausted; Ctrl-C stops after a flush.
+    """Send ticks until the file (or ``limit``) is exhausted, or ``stop`` is set; then flush.
 
-    With ``resume``, rows already in the topic are skipped (counted in ``already_sent``).
+    ``stop`` is checked between ticks and while waiting for the next one, so a Ctrl-C never
+    splits a tick (its rows share one ``stream_ts``) and never lands inside the client's own
+    code, and the summary's row count is exactly what reached the broker. A KeyboardInterrupt
+    (callers without an event) still stops after a flush. With ``resume``, rows already in the
+    topic are skipped (counted in ``already_sent``).
     """
+    stop = stop or threading.Event()
     stats = ReplayStats()
     started = time.monotonic()
     next_due = started
@@ -134,10 +142,14 @@ def replay(
         for tick in _ticks(csv_path, loop, stats, start_date, resume):
             if limit is not None and stats.ticks >= limit:
                 break
+            if stop.is_set():
+                stats.interrupted = True
+                break
             if tick_interval > 0:
                 delay = next_due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if delay > 0 and stop.wait(delay):
+                    stats.interrupted = True
+                    break
                 next_due = max(next_due + tick_interval, time.monotonic() - tick_interval)
             stream_ts = format_stream_ts(clock())
             for row in tick:
@@ -196,13 +208,36 @@ def find_resume_point(bootstrap_servers: str, topic: str) -> ResumePoint:
     return point
 
 
-def _interrupt(_signum, _frame) -> None:
-    """SIGTERM (from `make down`) flushes and summarises like Ctrl-C does."""
-    raise KeyboardInterrupt
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM (from `make down`) both set ``stop``: finish the tick, flush, summarise.
+
+    The previous handlers come back on exit, so calling :func:`main` in-process leaves the
+    caller's signal handling as it was.
+    """
+
+    def request_stop(signum, _frame) -> None:
+        if not stop.is_set():
+            logger.info("%s: stopping after the current tick", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: returns 0 when done, 1 when sends failed, 2 for bad input or an unreachable broker."""
+    """CLI: 0 when done, 130 when stopped by a signal, 1 when sends failed, 2 for bad input or
+    an unreachable broker."""
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        return _run(argv, stop)
+
+
+def _run(argv: list[str] | None, stop: threading.Event) -> int:
     try:
         settings = KafkaSettings.from_env()
         args = build_parser(settings).parse_args(argv)
@@ -214,7 +249,6 @@ def main(argv: list[str] | None = None) -> int:
     except StockPulseError as exc:
         print(f"producer: error: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
     bar = None
     if sys.stderr.isatty() and not args.no_progress:
         from tqdm import tqdm
@@ -223,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("replaying %s into %s at %s", args.csv, args.topic, args.bootstrap_servers)
     try:
         stats = replay(args.csv, args.topic, producer, args.tick_interval, args.limit, args.loop,
-                       progress=bar.update if bar else None, start_date=args.start_date, resume=resume)
+                       progress=bar.update if bar else None, start_date=args.start_date, resume=resume,
+                       stop=stop)
     except StockPulseError as exc:
         print(f"producer: error: {exc}", file=sys.stderr)
         return 2

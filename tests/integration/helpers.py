@@ -7,6 +7,7 @@ from pathlib import Path
 
 from stockpulse.config import PROJECT_ROOT
 from stockpulse.db import connect
+from stockpulse.kafka_offsets import describe_topic, watermarks
 
 SHIPPED_CSV = PROJECT_ROOT / "data" / "indexProcessed.csv"
 
@@ -22,6 +23,12 @@ def produced_rows(summary: str) -> int:
     match = re.search(r"\((\d+) rows\)", summary)
     assert match, f"no summary line in producer output: {summary!r}"
     return int(match.group(1))
+
+
+def records_in_topic(broker: str, topic: str) -> int:
+    """Records the topic holds now, summed over its partitions."""
+    _, partitions = describe_topic(broker, topic)
+    return sum(high - low for low, high in watermarks(broker, topic, partitions, None).values())
 
 
 def postgres_counts(url: str) -> dict[str, int]:

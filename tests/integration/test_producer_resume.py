@@ -12,16 +12,11 @@ from collections import Counter
 import pytest
 
 from stockpulse.config import PROJECT_ROOT
-from stockpulse.kafka_offsets import describe_topic, newest_records, watermarks
+from stockpulse.kafka_offsets import newest_records
 from stockpulse.replay import TickRow, read_rows
 from stockpulse.resume import key_partition, record_position
 from tests.conftest import run_cli
-from tests.integration.helpers import csv_slice
-
-
-def landed(broker: str, topic: str) -> int:
-    _, partitions = describe_topic(broker, topic)
-    return sum(high - low for low, high in watermarks(broker, topic, partitions, None).values())
+from tests.integration.helpers import csv_slice, records_in_topic as landed
 
 
 def topic_contents(broker: str, topic: str) -> dict[int, list[tuple[str, object]]]:

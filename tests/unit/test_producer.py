@@ -67,3 +67,39 @@ def test_start_date_skips_earlier_ticks(tmp_path):
     producer = FakeProducer()
     stats = replay(csv_file(tmp_path), "topic", producer, tick_interval=0, start_date=date(2020, 1, 2))
     assert stats.ticks == 2 and {m["date"] for _, _, m in producer.sent} == {"2020-01-02", "2020-01-03"}
+
+
+def test_stop_event_ends_after_the_current_tick_never_inside_it(tmp_path):
+    import threading
+
+    stop = threading.Event()
+
+    class StoppingProducer(FakeProducer):
+        def send(self, topic, key, value):
+            if len(self.sent) == 3:  # first row of the third tick (2020-01-03, three indices)
+                stop.set()
+            return super().send(topic, key, value)
+
+    producer = StoppingProducer()
+    stats = replay(csv_file(tmp_path), "topic", producer, tick_interval=0, stop=stop, loop=True)
+    assert stats.interrupted and stats.ticks == 3 and stats.rows == 6 == len(producer.sent)
+    assert [m["index"] for _, _, m in producer.sent][-3:] == ["HSI", "NYA", "N225"]
+    assert producer.flushed == 1
+    assert stats.summary().startswith("interrupted after 3 ticks (6 rows)")
+
+
+def test_stop_event_cuts_the_wait_for_the_next_tick(tmp_path):
+    import threading
+
+    stop = threading.Event()
+    producer = FakeProducer()
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(stats=replay(
+        csv_file(tmp_path), "topic", producer, tick_interval=3600, stop=stop)))
+    worker.start()
+    while not producer.sent:
+        threading.Event().wait(0.01)
+    stop.set()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "replay kept waiting out the hour-long tick interval"
+    assert result["stats"].interrupted and result["stats"].ticks == 1
