@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from stockpulse.config import PROJECT_ROOT
@@ -29,6 +32,24 @@ def records_in_topic(broker: str, topic: str) -> int:
     """Records the topic holds now, summed over its partitions."""
     _, partitions = describe_topic(broker, topic)
     return sum(high - low for low, high in watermarks(broker, topic, partitions, None).values())
+
+
+def start_slow_producer(csv: Path, env: dict[str, str], capture: bool = False) -> subprocess.Popen:
+    """The producer as a real process, 100 ticks/s: slow enough to be stopped mid-replay."""
+    sink = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "producer/producer.py", "--csv", str(csv), "--tick-interval", "0.01", "--no-progress"],
+        env=env, cwd=PROJECT_ROOT, stdout=sink, stderr=sink, text=True,
+    )
+
+
+def wait_for_records(broker: str, topic: str, at_least: int, producer: subprocess.Popen, timeout: float = 120) -> None:
+    """Block until the topic holds ``at_least`` records, while ``producer`` is still sending."""
+    deadline = time.monotonic() + timeout
+    while records_in_topic(broker, topic) < at_least:
+        assert producer.poll() is None, "the producer finished before it could be stopped"
+        assert time.monotonic() < deadline, f"fewer than {at_least} records within {timeout:.0f} s"
+        time.sleep(0.1)
 
 
 def postgres_counts(url: str) -> dict[str, int]:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 
 import pytest
 
-from stockpulse.config import PROJECT_ROOT
 from stockpulse.kafka_offsets import newest_records
 from stockpulse.replay import TickRow, read_rows
 from stockpulse.resume import key_partition, record_position
 from tests.conftest import run_cli
-from tests.integration.helpers import csv_slice, records_in_topic as landed
+from tests.integration.helpers import csv_slice, records_in_topic as landed, start_slow_producer, wait_for_records
 
 
 def topic_contents(broker: str, topic: str) -> dict[int, list[tuple[str, object]]]:
@@ -28,16 +24,9 @@ def test_sigkill_mid_replay_then_resume_sends_each_row_once(pipeline_env, broker
     csv = csv_slice(tmp_path / "slice.csv", 1500)
     expected = Counter((r.index, r.date) for r in read_rows(csv) if isinstance(r, TickRow))
 
-    producer = subprocess.Popen(
-        [sys.executable, "producer/producer.py", "--csv", str(csv), "--tick-interval", "0.01", "--no-progress"],
-        env=pipeline_env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    producer = start_slow_producer(csv, pipeline_env)
     try:
-        deadline = time.monotonic() + 120
-        while landed(broker, topic) < 200:
-            assert producer.poll() is None, "the producer finished before it could be killed"
-            assert time.monotonic() < deadline, "nothing landed within 120 s"
-            time.sleep(0.1)
+        wait_for_records(broker, topic, 200, producer)
         os.kill(producer.pid, signal.SIGKILL)
         producer.wait(30)
     finally:

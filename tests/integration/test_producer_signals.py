@@ -7,29 +7,18 @@ what the topic holds (everything sent was flushed, and no tick was cut in half).
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from stockpulse.config import PROJECT_ROOT
-from tests.integration.helpers import csv_slice, produced_rows, records_in_topic
+from tests.integration.helpers import csv_slice, produced_rows, records_in_topic, start_slow_producer, wait_for_records
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_signal_mid_replay_flushes_and_summarises(pipeline_env, broker, topic, tmp_path, stop_signal):
     csv = csv_slice(tmp_path / "slice.csv", 3000)
-    producer = subprocess.Popen(
-        [sys.executable, "producer/producer.py", "--csv", str(csv), "--tick-interval", "0.01", "--no-progress"],
-        env=pipeline_env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    producer = start_slow_producer(csv, pipeline_env, capture=True)
     try:
-        deadline = time.monotonic() + 120
-        while records_in_topic(broker, topic) < 100:
-            assert producer.poll() is None, "the producer finished before the signal"
-            assert time.monotonic() < deadline, "nothing landed within 120 s"
-            time.sleep(0.1)
+        wait_for_records(broker, topic, 100, producer)
         producer.send_signal(stop_signal)
         _, stderr = producer.communicate(timeout=60)
     finally:
