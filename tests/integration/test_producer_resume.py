@@ -6,7 +6,6 @@ import os
 import signal
 from collections import Counter
 
-
 from stockpulse.kafka_offsets import newest_records
 from stockpulse.replay import TickRow, read_rows
 from stockpulse.resume import key_partition, record_position
