@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from stockpulse.db import apply_init_sql
         from stockpulse.job import JobSettings, build_session, start_queries, wait_for
+        from stockpulse.lake import remove_uncommitted
 
         job = JobSettings.from_env()
         apply_init_sql(job.postgres.url)
+        remove_uncommitted(job.consumer.lake_path)
         spark = build_session(job.consumer, args.master)
         ship_package(spark)
         queries = start_queries(spark, job, once=args.once)

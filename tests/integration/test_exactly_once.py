@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,11 @@ def test_sigkill_mid_stream_then_restart(pipeline_env, tmp_path):
         log.close()
     before = postgres_counts(env["DATABASE_URL"])["rows"]
     assert 0 < before < sent, "the kill should have landed mid-stream"
+    # Whether the kill caught the Parquet query between writing a batch's files and committing
+    # them is luck; make it certain: a copy of a landed file stands for a killed batch's output.
+    landed = next(lake.rglob("part-*.parquet"))
+    stray = landed.with_name(f"part-00000-{uuid.uuid4()}.c000.snappy.parquet")
+    shutil.copyfile(landed, stray)
 
     restarted = run_cli(["consumer/consumer.py", "--once"], env)
     assert restarted.returncode == 0, restarted.stderr[-3000:]
@@ -64,3 +71,4 @@ def test_sigkill_mid_stream_then_restart(pipeline_env, tmp_path):
     table = lake_table(lake)
     keys = list(zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist()))
     assert len(keys) == sent and len(set(keys)) == sent
+    assert not stray.exists()
