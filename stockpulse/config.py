@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import unquote, urlparse
 
 from stockpulse.errors import ConfigError
 
@@ -49,6 +50,35 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 def _path(env: Mapping[str, str], name: str, default: str) -> Path:
     path = Path(env_str(env, name, default))
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _location(env: Mapping[str, str], name: str, default: str) -> str:
+    """A storage location Spark understands: a URI (``s3a://``, ``hdfs://``) kept verbatim, or an
+    absolute local path (relative ones are taken from the project root).
+
+    A ``pathlib.Path`` would fold ``s3a://bucket`` into ``s3a:/bucket``, which is why locations
+    are strings and only :func:`local_path` turns them into paths.
+    """
+    raw = env_str(env, name, default)
+    if _URI.match(raw):
+        return raw.rstrip("/")
+    path = Path(raw)
+    return str(path if path.is_absolute() else PROJECT_ROOT / path)
+
+
+def local_path(location: str) -> Path | None:
+    """The local directory behind ``location``; ``None`` when it lives elsewhere (S3, HDFS, ...)."""
+    if location.startswith("file:"):
+        return Path(unquote(urlparse(location).path))
+    return None if _URI.match(location) else Path(location)
+
+
+def child(location: str, name: str) -> str:
+    """``location``/``name`` without mangling a URI's ``//``."""
+    return f"{location.rstrip('/')}/{name}"
 
 
 @dataclass(frozen=True)
@@ -102,8 +132,8 @@ PARTITION_COLUMN_CHOICES = ("index", "date")
 @dataclass(frozen=True)
 class ConsumerSettings:
     master: str  # SPARK_MASTER
-    lake_path: Path  # LAKE_PATH
-    checkpoint_dir: Path  # CHECKPOINT_DIR (holds parquet/ and postgres/)
+    lake_path: str  # LAKE_PATH: local path or URI (s3a://, hdfs://)
+    checkpoint_dir: str  # CHECKPOINT_DIR (holds parquet/ and postgres/): local path or URI
     partition_by: tuple[str, ...]  # LAKE_PARTITION_BY, comma-separated subset of index,date
     trigger_interval: str  # TRIGGER_INTERVAL, e.g. "5 seconds"
     max_offsets_per_trigger: int  # MAX_OFFSETS_PER_TRIGGER (0: no limit)
@@ -133,8 +163,8 @@ class ConsumerSettings:
             raise ConfigError(f"TRIGGER_INTERVAL={trigger!r}: use e.g. '5 seconds' or '500 milliseconds'")
         return cls(
             master=env_str(env, "SPARK_MASTER", "local[2]"),
-            lake_path=_path(env, "LAKE_PATH", "lake/parquet"),
-            checkpoint_dir=_path(env, "CHECKPOINT_DIR", "chk"),
+            lake_path=_location(env, "LAKE_PATH", "lake/parquet"),
+            checkpoint_dir=_location(env, "CHECKPOINT_DIR", "chk"),
             partition_by=partition_by,
             trigger_interval=trigger,
             max_offsets_per_trigger=env_int(env, "MAX_OFFSETS_PER_TRIGGER", 0),

@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from stockpulse.config import ConsumerSettings, KafkaSettings, PostgresSettings, redact_url
+from stockpulse.config import ConsumerSettings, KafkaSettings, PostgresSettings, child, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ def start_queries(spark, job: JobSettings, once: bool):
     parquet_ticks = valid_ticks(to_ticks(kafka_records(spark, job, "parquet")))
     writer = (
         parquet_ticks.writeStream.queryName("ticks_to_parquet").format("parquet")
-        .option("path", str(settings.lake_path))
-        .option("checkpointLocation", str(settings.checkpoint_dir / "parquet"))
+        .option("path", settings.lake_path)
+        .option("checkpointLocation", child(settings.checkpoint_dir, "parquet"))
         .outputMode("append")
         .trigger(**trigger)
     )
@@ -119,7 +119,7 @@ def start_queries(spark, job: JobSettings, once: bool):
     postgres_query = (
         to_ticks(kafka_records(spark, job, "postgres")).writeStream.queryName("ticks_to_postgres")
         .foreachBatch(sink)
-        .option("checkpointLocation", str(settings.checkpoint_dir / "postgres"))
+        .option("checkpointLocation", child(settings.checkpoint_dir, "postgres"))
         .trigger(**trigger)
         .start()
     )

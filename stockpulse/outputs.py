@@ -13,15 +13,21 @@ import shutil
 import sys
 from pathlib import Path
 
-from stockpulse.config import PROJECT_ROOT, ConsumerSettings, PostgresSettings, redact_url
-from stockpulse.errors import StockPulseError
+from stockpulse.config import PROJECT_ROOT, ConsumerSettings, PostgresSettings, child, local_path, redact_url
+from stockpulse.errors import ConfigError, StockPulseError
 
 logger = logging.getLogger(__name__)
 
 
 def targets(settings: ConsumerSettings) -> list[Path]:
-    """What gets deleted: the lake directory and each sink's checkpoint directory."""
-    return [settings.lake_path, settings.checkpoint_dir / "parquet", settings.checkpoint_dir / "postgres"]
+    """What gets deleted: the lake directory and each sink's checkpoint directory (local only)."""
+    locations = [settings.lake_path, child(settings.checkpoint_dir, "parquet"), child(settings.checkpoint_dir, "postgres")]
+    paths = [local_path(location) for location in locations]
+    remote = [location for location, path in zip(locations, paths) if path is None]
+    if remote:
+        raise ConfigError(f"{remote[0]} is not on this machine: clear_outputs.py resets local outputs only; "
+                          "delete remote lakes and checkpoints with your storage's own tools")
+    return paths
 
 
 def wipe(paths: list[Path]) -> list[Path]:

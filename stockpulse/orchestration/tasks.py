@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
-from stockpulse.config import ConsumerSettings, StackSettings
+from stockpulse.config import ConsumerSettings, StackSettings, local_path
 from stockpulse.errors import StockPulseError
 from stockpulse.orchestration import health, preflight, quality, supervisor
 
@@ -24,6 +25,15 @@ class PipelineUnhealthy(StockPulseError):
 
 class QualityViolations(StockPulseError):
     """Rows that landed since the last run break a data-quality rule."""
+
+
+def local_checkpoints(consumer: ConsumerSettings) -> Path:
+    """The checkpoint directory the supervisor reads progress from; it must be on this machine."""
+    path = local_path(consumer.checkpoint_dir)
+    if path is None:
+        raise StockPulseError(f"CHECKPOINT_DIR={consumer.checkpoint_dir} is not on this machine: the supervisor "
+                              "reads the job's progress from local checkpoints (mount it, or use a local path)")
+    return path
 
 
 def preflight_task() -> dict:
@@ -41,7 +51,7 @@ def supervise_task(mode: str, stall_seconds: float) -> dict:
             lines = supervisor.run_catch_up(s, paths)
             return {"mode": mode, "action": "catch_up", "reason": f"consumer --once finished ({lines} log lines)",
                     "pid": None, "restarted_at": None}
-        obs = health.observe(s, consumer.checkpoint_dir, paths.pid_file)
+        obs = health.observe(s, local_checkpoints(consumer), paths.pid_file)
         age = supervisor.progress_age(obs.observed_at, obs.started_at, list(obs.committed_at.values()))
         decision = supervisor.decide(obs.pid, age, obs.total_lag(), stall_seconds)
         pid = supervisor.apply(decision, s, paths, obs.pid)
@@ -59,7 +69,7 @@ def health_task(supervision: dict, stall_seconds: float, timeout: float, poll: f
     paths = supervisor.ConsumerPaths.of(s)
     deadline = time.monotonic() + timeout
     while True:
-        obs = health.observe(s, consumer.checkpoint_dir, paths.pid_file)
+        obs = health.observe(s, local_checkpoints(consumer), paths.pid_file)
         verdict = health.assess(obs, supervision["mode"], supervision.get("restarted_at"), stall_seconds)
         if verdict.state != health.WAITING or time.monotonic() > deadline:
             break

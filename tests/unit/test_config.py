@@ -2,7 +2,11 @@
 
 import pytest
 
-from stockpulse.config import ConsumerSettings, KafkaSettings, PostgresSettings, redact_url
+from pathlib import Path
+
+from stockpulse.config import (
+    PROJECT_ROOT, ConsumerSettings, KafkaSettings, PostgresSettings, child, local_path, redact_url,
+)
 from stockpulse.errors import ConfigError
 
 
@@ -23,6 +27,19 @@ def test_consumer_partition_layout():
     assert ConsumerSettings.from_env({}).partition_by == ("index", "date")
     assert ConsumerSettings.from_env({"LAKE_PARTITION_BY": "index"}).partition_by == ("index",)
     assert ConsumerSettings.from_env({"LAKE_PARTITION_BY": "none"}).partition_by == ()
+
+
+def test_lake_and_checkpoints_may_live_on_a_cluster_filesystem():
+    remote = ConsumerSettings.from_env({"LAKE_PATH": "s3a://bucket/lake/", "CHECKPOINT_DIR": "hdfs://nn:8020/chk"})
+    assert remote.lake_path == "s3a://bucket/lake"
+    assert child(remote.checkpoint_dir, "parquet") == "hdfs://nn:8020/chk/parquet"
+    assert local_path(remote.lake_path) is None
+
+
+def test_local_locations_are_absolute_paths():
+    local = ConsumerSettings.from_env({"LAKE_PATH": "lake/parquet", "CHECKPOINT_DIR": "file:///var/chk"})
+    assert local_path(local.lake_path) == PROJECT_ROOT / "lake" / "parquet"
+    assert local_path(child(local.checkpoint_dir, "postgres")) == Path("/var/chk/postgres")
 
 
 @pytest.mark.parametrize("env, message", [
