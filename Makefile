@@ -23,7 +23,7 @@ status: venv
 	$(PY) -m stockpulse.stack status
 
 replay: venv              ## replay the CSV again into the running pipeline
-	rm -f .state/run/producer.done
+	rm -f "$${STOCKPULSE_STATE_DIR:-.state}/run/producer.done"
 	PRODUCER_RESUME=false $(PY) -m stockpulse.stack up
 
 test: venv sysdeps browser  ## the whole suite; starts its own services on free ports

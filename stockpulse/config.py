@@ -129,6 +129,11 @@ class PostgresSettings:
 PARTITION_COLUMN_CHOICES = ("index", "date")
 
 
+DEFAULT_MAX_OFFSETS_PER_TRIGGER = 100_000
+"""Records per micro-batch at most: the PostgreSQL sink holds one batch in the driver (Arrow, then
+CSV for COPY), so a backlog of millions must not arrive as one batch. 100k is ~2 s of work here."""
+
+
 @dataclass(frozen=True)
 class ConsumerSettings:
     master: str  # SPARK_MASTER
@@ -136,7 +141,7 @@ class ConsumerSettings:
     checkpoint_dir: str  # CHECKPOINT_DIR (holds parquet/ and postgres/): local path or URI
     partition_by: tuple[str, ...]  # LAKE_PARTITION_BY, comma-separated subset of index,date
     trigger_interval: str  # TRIGGER_INTERVAL, e.g. "5 seconds"
-    max_offsets_per_trigger: int  # MAX_OFFSETS_PER_TRIGGER (0: no limit)
+    max_offsets_per_trigger: int  # MAX_OFFSETS_PER_TRIGGER (0: no limit; default bounds driver memory)
     starting_offsets: str  # STARTING_OFFSETS: earliest | latest | JSON
     fail_on_data_loss: bool  # FAIL_ON_DATA_LOSS
     kafka_source: str  # KAFKA_SOURCE: auto | builtin | python
@@ -167,7 +172,7 @@ class ConsumerSettings:
             checkpoint_dir=_location(env, "CHECKPOINT_DIR", "chk"),
             partition_by=partition_by,
             trigger_interval=trigger,
-            max_offsets_per_trigger=env_int(env, "MAX_OFFSETS_PER_TRIGGER", 0),
+            max_offsets_per_trigger=env_int(env, "MAX_OFFSETS_PER_TRIGGER", DEFAULT_MAX_OFFSETS_PER_TRIGGER),
             starting_offsets=env_str(env, "STARTING_OFFSETS", "earliest"),
             fail_on_data_loss=_bool(env, "FAIL_ON_DATA_LOSS", True),
             kafka_source=source,
@@ -193,5 +198,7 @@ class StackSettings:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, so it can be logged or shown on the dashboard."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """The URL with any password replaced, so it can be logged or shown on the dashboard: the
+    ``user:password@`` form and libpq's ``?password=`` query parameter alike."""
+    hidden = re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", hidden, flags=re.IGNORECASE)

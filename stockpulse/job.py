@@ -62,6 +62,19 @@ def builtin_kafka_available(spark) -> bool:
         return False
 
 
+def use_official_source(wanted: str, on_classpath: bool, embedded_broker: bool) -> bool:
+    """Whether to read with ``format("kafka")``: ``builtin`` insists, ``python`` refuses, and
+    ``auto`` takes it when the jar is there, except against the embedded tansu broker, whose
+    ListOffsets(LATEST) answers are too low (FINDINGS trap 1): the official source sizes every
+    batch from them and would fall ever further behind, where the project's reader uses the
+    fetch-derived high watermark."""
+    if wanted == "python":
+        return False
+    if wanted == "builtin":
+        return True
+    return on_classpath and not embedded_broker
+
+
 def kafka_records(spark, job: JobSettings, query_name: str):
     """A streaming DataFrame of Kafka records from the official source or the project's reader."""
     from stockpulse.errors import ConfigError
@@ -73,7 +86,10 @@ def kafka_records(spark, job: JobSettings, query_name: str):
             "KAFKA_SOURCE=builtin but the spark-sql-kafka jar is not on the classpath: run spark-submit "
             "with --packages org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version>, or use KAFKA_SOURCE=auto"
         )
-    use_builtin = builtin and wanted != "python"
+    use_builtin = use_official_source(wanted, builtin, job.kafka.embedded)
+    if builtin and not use_builtin and wanted == "auto":
+        logger.info("the spark-sql-kafka jar is on the classpath, but the embedded tansu broker under-reports "
+                    "its latest offsets to it; using the project's reader (KAFKA_SOURCE=builtin forces the jar)")
     if use_builtin:
         source = "kafka"
     else:

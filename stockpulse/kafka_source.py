@@ -292,6 +292,10 @@ def read_range(bootstrap: str, part: OffsetRange, poll_timeout: float, fail_on_d
             for message in failed:
                 code = message.error().code()
                 if code == KafkaError._PARTITION_EOF:
+                    # The end of the log at or past the range's end: offsets left in the range hold
+                    # no record (transaction markers, compaction) and would be waited for forever.
+                    if message.offset() >= part.end:
+                        position = max(position, part.end)
                     continue
                 if code == KafkaError.OFFSET_OUT_OF_RANGE and not fail_on_data_loss:
                     logger.warning("%s[%d] offset %d is gone; continuing from the earliest offset",
@@ -305,5 +309,7 @@ def read_range(bootstrap: str, part: OffsetRange, poll_timeout: float, fail_on_d
             if wanted:
                 position = wanted[-1].offset() + 1
                 yield _to_batch(part, wanted)
+            if messages and messages[-1].offset() >= part.end:
+                position = part.end  # a record past the range: nothing else in it will come
     finally:
         consumer.close()

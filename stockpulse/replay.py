@@ -92,6 +92,15 @@ def _date(text: str) -> date:
         raise RowError(f"field 'Date': {text.strip()!r} is not a YYYY-MM-DD date") from None
 
 
+def _is_utf8(text: str) -> bool:
+    """False for text holding bytes that were not UTF-8 (decoded as lone surrogates, see read_rows)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_row(fields: list[str]) -> TickRow:
     """Validate one CSV record (without its line terminator) into a :class:`TickRow`."""
     if len(fields) != len(PROCESSED_COLUMNS):
@@ -99,6 +108,8 @@ def parse_row(fields: list[str]) -> TickRow:
     index_, date_, open_, high, low, close, adj_close, volume, close_usd = fields
     if not index_.strip():
         raise RowError("field 'Index' is missing")
+    if not _is_utf8(index_):
+        raise RowError(f"field 'Index': {index_.strip()!r} is not valid UTF-8")
     close_value = _decimal("Close", close, required=True)
     assert close_value is not None
     if close_value <= 0:
@@ -142,9 +153,12 @@ def read_rows(path: Path) -> Iterator[Union[TickRow, BadRow]]:
 
     A missing file or a wrong header raises :class:`InputError` before anything is yielded,
     because nothing sensible can be replayed from it. A BOM and CRLF line ends are accepted.
+    Bytes that are not UTF-8 are carried as lone surrogates (``surrogateescape``) instead of
+    raising: a strict decoder fails on a whole read-ahead block, losing the good rows in it and
+    the line count, while this way only the row holding them is reported (by its field's check).
     """
     check_header(path)
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         _check_header(path, reader)
         line = reader.line_num

@@ -72,6 +72,27 @@ def find_binaries(install_dir: Path | None = None) -> Path | None:
     return _pgserver_bin(install_dir)
 
 
+NO_MAIN_CLUSTER = Path("/etc/postgresql-common/createcluster.d/50-stockpulse.conf")
+"""Tells Debian's postgresql-common not to create and start its own ``main`` cluster on install.
+
+Without it, ``apt-get install postgresql`` starts a system server on port 5432, the embedded
+server's default port, and the very first ``make up`` fails with "port 5432 is already taken".
+Only the binaries are wanted; the project runs its own server under the state directory.
+"""
+
+
+def skip_main_cluster(conf: Path = NO_MAIN_CLUSTER) -> None:
+    """Write :data:`NO_MAIN_CLUSTER` (root only; a user's own setting in that file is kept)."""
+    if conf.exists():
+        return
+    try:
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text("# written by StockPulse: install PostgreSQL binaries without starting a cluster\n"
+                        "create_main_cluster = false\n")
+    except OSError as exc:
+        logger.warning("could not write %s (%s): apt may start a PostgreSQL on port 5432", conf, exc)
+
+
 def install_binaries(install_dir: Path, *, allow_apt: bool = True) -> Path:
     """Install PostgreSQL server binaries (apt as root, else the pip-shipped server) and find them.
 
@@ -81,6 +102,7 @@ def install_binaries(install_dir: Path, *, allow_apt: bool = True) -> Path:
     if allow_apt and os.geteuid() == 0 and shutil.which("apt-get"):
         logger.info("no PostgreSQL server found: installing Debian's postgresql package with apt-get")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        skip_main_cluster()
         result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
                                 env=env, capture_output=True, text=True)
         if result.returncode != 0:

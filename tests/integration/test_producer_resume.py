@@ -35,7 +35,7 @@ def test_sigkill_mid_replay_then_resume_sends_each_row_once(pipeline_env, broker
 
     resumed = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0", "--resume"], pipeline_env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"{before} rows skipped as already in the topic" in resumed.stderr
+    assert f"{before} rows skipped as already landed" in resumed.stderr
 
     contents = topic_contents(broker, topic)
     found = Counter(position for positions in contents.values() for position in positions)
@@ -47,3 +47,41 @@ def test_sigkill_mid_replay_then_resume_sends_each_row_once(pipeline_env, broker
     assert again.returncode == 0, again.stderr[-2000:]
     assert "sent 0 ticks (0 rows)" in again.stderr
     assert landed(broker, topic) == sum(expected.values())
+
+
+def test_resume_after_the_broker_lost_its_messages_continues_from_ticks_raw(pipeline_env, broker, topic, database_url,
+                                                                            tmp_path):
+    """`make down` + `make up` with the in-memory broker: an empty topic, but ticks_raw holds the first
+    rows. --resume must send only the rest, or both sinks would get the first rows twice."""
+    import psycopg
+
+    csv = csv_slice(tmp_path / "slice.csv", 300)
+    rows = [r for r in read_rows(csv) if isinstance(r, TickRow)]
+    dates = sorted({r.date for r in rows})
+    cut = dates[len(dates) // 2]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for offset, r in enumerate(r for r in rows if r.date <= cut):
+            conn.execute(
+                "INSERT INTO ticks_raw (stream_ts, date, index, close, volume, trade_value, kafka_topic, "
+                "kafka_partition, kafka_offset, kafka_timestamp) VALUES (now(), %s, %s, %s, %s, %s, 'old', 0, %s, now())",
+                (r.date, r.index, r.close, r.volume, r.close * r.volume, offset),
+            )
+    already = sum(1 for r in rows if r.date <= cut)
+
+    resumed = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0", "--resume"], pipeline_env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{already} rows skipped as already landed" in resumed.stderr
+    contents = topic_contents(broker, topic)
+    found = Counter(position for positions in contents.values() for position in positions)
+    assert found == Counter((r.index, r.date) for r in rows if r.date > cut)
+
+
+def test_resume_with_an_unreachable_database_falls_back_to_the_topic(pipeline_env, broker, topic, tmp_path):
+    from tests.conftest import free_port
+
+    csv = csv_slice(tmp_path / "slice.csv", 50)
+    env = {**pipeline_env, "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/stocks"}
+    resumed = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0", "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "cannot read ticks_raw" in resumed.stderr and "Traceback" not in resumed.stderr
+    assert landed(broker, topic) == sum(1 for r in read_rows(csv) if isinstance(r, TickRow))

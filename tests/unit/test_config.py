@@ -64,3 +64,13 @@ def test_bad_urls_and_topics():
 def test_passwords_never_shown():
     assert redact_url("postgresql://u:secret@db:5432/stocks") == "postgresql://u:***@db:5432/stocks"
     assert redact_url("postgresql://u@db/stocks") == "postgresql://u@db/stocks"
+
+
+def test_redact_url_hides_a_password_query_parameter():
+    assert (redact_url("postgresql://u@db/stocks?sslmode=require&password=s3cret&x=1")
+            == "postgresql://u@db/stocks?sslmode=require&password=***&x=1")
+
+
+def test_micro_batches_are_bounded_by_default():
+    assert ConsumerSettings.from_env({}).max_offsets_per_trigger == 100_000
+    assert ConsumerSettings.from_env({"MAX_OFFSETS_PER_TRIGGER": "0"}).max_offsets_per_trigger == 0

@@ -52,3 +52,55 @@ def test_data_loss_fails_by_default_with_advice():
     assert reader(failOnDataLoss="false")._check_loss({0: 500}, {0: (0, 20)}, recreated=False) == {0: 0}
     with pytest.raises(KafkaSourceError, match="created again"):
         reader()._check_loss({0: 5}, {0: (0, 20)}, recreated=True)
+
+
+class _Message:
+    def __init__(self, offset, eof=False):
+        self._offset, self._eof = offset, eof
+
+    def offset(self):
+        return self._offset
+
+    def error(self):
+        if not self._eof:
+            return None
+        from confluent_kafka import KafkaError
+
+        return KafkaError(KafkaError._PARTITION_EOF)
+
+    def key(self):
+        return b"HSI"
+
+    def value(self):
+        return b"{}"
+
+    def timestamp(self):
+        return (1, 1_700_000_000_000)
+
+
+class _FakeConsumer:
+    """Hands out prepared polls, then nothing (a read that waits for more would time out)."""
+
+    def __init__(self, polls):
+        self.polls = list(polls)
+
+    def assign(self, _partitions):
+        pass
+
+    def consume(self, _n, timeout):
+        return self.polls.pop(0) if self.polls else []
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("polls", [
+    [[_Message(0), _Message(1)], [_Message(3, eof=True)]],   # the range ends in offsets with no record
+    [[_Message(0), _Message(1)], [_Message(4)]],            # a record past the range's end arrives
+], ids=["eof", "record-past-end"])
+def test_a_range_with_offsets_that_hold_no_record_still_ends(monkeypatch, polls):
+    import stockpulse.kafka_source as source
+
+    monkeypatch.setattr(source, "_consumer", lambda *_a, **_k: _FakeConsumer(polls))
+    batches = list(source.read_range("b:9092", OffsetRange("t", 0, 0, 3), poll_timeout=1.0))
+    assert [o for b in batches for o in b.column("offset").to_pylist()] == [0, 1]

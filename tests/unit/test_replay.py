@@ -66,6 +66,21 @@ def test_read_rows_reports_file_and_line_and_keeps_going(tmp_path):
     assert str(bad[0]).startswith(f"{path}:3: ")
 
 
+def test_a_byte_that_is_not_utf8_costs_only_its_own_row(tmp_path):
+    """A strict decoder fails on a whole read-ahead block: rows around the bad byte would vanish."""
+    body = [",".join([name] + GOOD[1:]).encode() for name in ("HSI", "NYA", "N225") for _ in range(400)]
+    body[500] = body[500].replace(b"2540.1", b"25\xff40.1", 1)   # line 502: a Latin-1 byte in Open
+    body[700] = b"NY\xe9A" + body[700][3:]                        # line 702: in Index
+    path = tmp_path / "ticks.csv"
+    path.write_bytes(b"\n".join([HEADER.encode(), *body]) + b"\nHSI,1987-01-06,25")
+    items = list(read_rows(path))
+    bad = [i for i in items if isinstance(i, BadRow)]
+    assert sum(isinstance(i, TickRow) for i in items) == len(body) - 2
+    assert [(b.line, b.reason.split(":")[0]) for b in bad] == [
+        (502, "field 'Open'"), (702, "field 'Index'"), (len(body) + 2, "expected 9 columns, found 3")]
+    assert "not valid UTF-8" in bad[1].reason
+
+
 def test_missing_file_and_wrong_header_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         list(read_rows(tmp_path / "absent.csv"))

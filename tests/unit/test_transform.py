@@ -1,0 +1,89 @@
+"""Enrichment and dead-letter reasons, on a real local Spark session over hand-made Kafka rows.
+
+Spark is a library here, not a service: ``local[1]`` in this process, no broker, no database.
+"""
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from stockpulse.job import use_official_source
+from stockpulse.replay import TickRow, encode_message, format_stream_ts
+from stockpulse.schema import REASON_COLUMN, STORED_FIELDS
+
+STAMP = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (SparkSession.builder.master("local[1]").appName("stockpulse-unit")
+               .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false").getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def kafka_rows(spark, values):
+    from pyspark.sql.types import (
+        BinaryType, IntegerType, LongType, StringType, StructField, StructType, TimestampType,
+    )
+
+    schema = StructType([
+        StructField("key", BinaryType()), StructField("value", BinaryType()), StructField("topic", StringType()),
+        StructField("partition", IntegerType()), StructField("offset", LongType()),
+        StructField("timestamp", TimestampType()), StructField("timestampType", IntegerType()),
+    ])
+    rows = [(b"HSI", v, "t", 0, i, STAMP, 0) for i, v in enumerate(values)]
+    return spark.createDataFrame(rows, schema)
+
+
+def tick(close="25000.12345678", volume=123456789, **overrides):
+    fields = dict(date=datetime(2020, 1, 2).date(), index="HSI", open=None, high=None, low=None,
+                  close=Decimal(close), adj_close=None, volume=volume, close_usd=None)
+    fields.update(overrides)
+    return encode_message(TickRow(**fields), format_stream_ts(STAMP))
+
+
+def test_trade_value_is_exactly_close_times_volume(spark):
+    from stockpulse.transform import to_ticks, valid_ticks
+
+    values = [tick(), tick(close="0.00000001", volume=1), tick(close="99999999.99999999", volume=10**12)]
+    out = valid_ticks(to_ticks(kafka_rows(spark, values))).collect()
+    assert [r["trade_value"] for r in out] == [
+        Decimal("25000.12345678") * 123456789, Decimal("0.00000001"), Decimal("99999999.99999999") * 10**12]
+    assert list(out[0].asDict()) == [f.name for f in STORED_FIELDS]
+    assert out[0]["kafka_offset"] == 0 and out[0]["kafka_topic"] == "t"
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b"", "empty message"),
+    (b"not json", "not a JSON object with tick fields"),
+    (b'{"stream_ts": "2026-11-23T12:00:00Z", "date": "2020-01-02", "index": "HSI", "volume": 1}',
+     "field 'close' is missing or not a valid number"),
+    (b'{"stream_ts": "2026-11-23T12:00:00Z", "date": "2020-01-02", "index": "HSI", "close": "x", "volume": 1}',
+     "field 'close' is missing or not a valid number"),
+    (tick(close="-1"), "field 'close' is not positive"),
+    (tick(volume=-5), "field 'volume' is negative"),
+])
+def test_malformed_messages_get_a_reason_and_stay_out_of_the_lake(spark, value, reason):
+    from stockpulse.transform import to_ticks, valid_ticks
+
+    ticks = to_ticks(kafka_rows(spark, [value, tick()]))
+    reasons = [r[REASON_COLUMN] for r in ticks.orderBy("kafka_offset").collect()]
+    assert reasons == [reason, None]
+    assert valid_ticks(ticks).count() == 1
+
+
+@pytest.mark.parametrize("wanted, on_classpath, embedded, expected", [
+    ("auto", True, False, True), ("auto", False, False, False), ("auto", True, True, False),
+    ("python", True, False, False), ("builtin", True, True, True),
+])
+def test_which_kafka_source_reads(wanted, on_classpath, embedded, expected):
+    assert use_official_source(wanted, on_classpath, embedded) is expected
