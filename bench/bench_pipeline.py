@@ -8,7 +8,8 @@ Everything runs on private services (free ports, temporary directories), so a ru
 same moment); compare ratios, not absolute numbers, across machines or runs.
 
 What is measured:
-- producer: kafka-python, acks=all, rows/s for the whole replay;
+- producer: kafka-python, acks=all, rows/s and ticks/s (a tick is one trading date: ~3.5 rows)
+  for the whole replay;
 - consume ceiling: one confluent-kafka consumer reading the same topic start to end, and the
   same with kafka-python;
 - end to end: ``consumer.py --once`` (both sinks) per lake layout, micro-batches capped at
@@ -16,7 +17,8 @@ What is measured:
   included; ``rows_per_s_steady`` leaves out the first micro-batch of each query (it pays for
   starting Python workers, once per job) and divides the remaining rows by the time from the end
   of the first batch to the end of the last one, the later of the two queries deciding: the rate
-  a long-running job sustains into both sinks;
+  a long-running job sustains into both sinks (also as ticks/s); both sinks' row counts are
+  reported so a fast but lossy run cannot pass unnoticed;
 - latency: a streaming consumer (1 s trigger) while the producer sends ticks at a steady pace;
   per row ``landed_at - kafka_timestamp`` (Kafka send time to Postgres commit), p50/p95/max.
 """
@@ -58,7 +60,7 @@ def produce(bootstrap: str, topic: str, ticks: int, interval: float = 0.0) -> di
     finally:
         producer.close()
     return {"ticks": stats.ticks, "rows": stats.rows, "seconds": round(stats.seconds, 3),
-            "rows_per_s": round(stats.rows / stats.seconds)}
+            "rows_per_s": round(stats.rows / stats.seconds), "ticks_per_s": round(stats.ticks / stats.seconds)}
 
 
 def consume_confluent(bootstrap: str, topic: str, expected: int) -> dict:
@@ -142,7 +144,14 @@ def count_rows(url: str) -> int:
         return conn.execute("SELECT count(*) FROM ticks_raw").fetchone()[0]
 
 
-def end_to_end(server, bootstrap, topic, rows, layout, batch_rows, work) -> dict:
+def count_lake_rows(lake: Path) -> int:
+    """Rows a plain Parquet reader sees (pyarrow lists directories, not Spark's commit log)."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(lake), format="parquet", partitioning="hive", ignore_prefixes=["_", "."]).count_rows()
+
+
+def end_to_end(server, bootstrap, topic, sent: dict, layout, batch_rows, work) -> dict:
     name = layout.replace(",", "_")
     url = fresh_database(server, f"bench_{name}")
     env = job_env(bootstrap, topic, url, work / name, LAKE_PARTITION_BY=layout,
@@ -150,12 +159,13 @@ def end_to_end(server, bootstrap, topic, rows, layout, batch_rows, work) -> dict
     progress_file = work / f"progress-{name}.json"
     seconds = run_once(env, progress_file)
     steady, batches = steady_rate(json.loads(progress_file.read_text()))
-    landed = count_rows(url)
+    rows, rows_per_tick = sent["rows"], sent["rows"] / sent["ticks"]
     files = sum(1 for _ in (work / name / "lake").rglob("*.parquet"))
-    return {"layout": layout, "rows": rows, "rows_in_postgres": landed, "parquet_files": files,
+    return {"layout": layout, "ticks": sent["ticks"], "rows": rows, "rows_in_postgres": count_rows(url),
+            "rows_in_lake": count_lake_rows(work / name / "lake"), "parquet_files": files,
             "batch_rows": batch_rows, "batches_per_query": batches,
             "seconds_wall": round(seconds, 2), "rows_per_s_wall": round(rows / seconds),
-            "rows_per_s_steady": round(steady)}
+            "rows_per_s_steady": round(steady), "ticks_per_s_steady": round(steady / rows_per_tick)}
 
 
 def latency(server, bootstrap, work, seconds: float) -> dict:
@@ -220,10 +230,11 @@ def main() -> int:
         results["consumer_startup_s"] = round(startup, 2)
 
         logger.info("end to end, layout index (%d rows)", rows)
-        results["end_to_end"] = [end_to_end(server, bootstrap, "bench_big", rows, "index", args.batch_rows, work)]
+        results["end_to_end"] = [end_to_end(server, bootstrap, "bench_big", results["producer"], "index",
+                                            args.batch_rows, work)]
         daily = produce(bootstrap, "bench_daily", args.daily_ticks)
         logger.info("end to end, layout index,date (%d rows)", daily["rows"])
-        results["end_to_end"].append(end_to_end(server, bootstrap, "bench_daily", daily["rows"], "index,date",
+        results["end_to_end"].append(end_to_end(server, bootstrap, "bench_daily", daily, "index,date",
                                                 max(daily["rows"] // 4, 1), work))
 
         ceiling = results["consume_ceiling"][0]["rows_per_s"]
