@@ -100,12 +100,32 @@ def job_env(s: StackSettings) -> dict[str, str]:
 
 
 def _start_consumer(s: StackSettings) -> None:
-    # Under the same lock as the Airflow supervisor, so the two can never start it twice.
+    # Under the same lock as the Airflow supervisor, so the two can never start it twice; the job
+    # itself refuses to run twice on the same checkpoints (its own lock), whoever starts it.
     from stockpulse.orchestration import supervisor
 
     paths = supervisor.ConsumerPaths.of(s)
     with supervisor.consumer_lock(paths.lock_file):
         supervisor.start(s, paths)
+
+
+def _stop_consumer(s: StackSettings) -> bool:
+    # No supervisors' lock: Airflow is stopped before the consumer, and `make down` must not wait
+    # out a catch-up holding that lock; the catch-up is the consumer, and is stopped with it.
+    from stockpulse.orchestration import supervisor
+
+    return supervisor.stop(supervisor.ConsumerPaths.of(s))
+
+
+def _consumer_running(s: StackSettings) -> bool:
+    """By the job lock (a consumer started by hand counts), not only by the pid file."""
+    from stockpulse.orchestration import supervisor
+
+    paths = supervisor.ConsumerPaths.of(s)
+    try:
+        return supervisor.running_consumer(paths) is not None
+    except StockPulseError:  # the lock is held by a process we cannot identify: something runs
+        return True
 
 
 def _start_producer(s: StackSettings) -> None:
@@ -141,7 +161,6 @@ def _detached(name: str) -> tuple[Callable[[StackSettings], bool], Callable[[Sta
     return stop, running
 
 
-_consumer_stop, _consumer_running = _detached("consumer")
 _producer_stop, _producer_running = _detached("producer")
 
 SERVICES: list[Service] = [
@@ -152,7 +171,7 @@ SERVICES: list[Service] = [
             lambda s: f"{s.kafka.bootstrap_servers}, topic {s.kafka.topic}"
             + (" (embedded tansu, in memory)" if s.kafka.embedded else " (external)"),
             _broker_running),
-    Service("consumer", False, _start_consumer, _consumer_stop,
+    Service("consumer", False, _start_consumer, _stop_consumer,
             lambda s: f"Spark job, log {_log_file(s, 'consumer')}", _consumer_running),
     Service("producer", False, _start_producer, _producer_stop,
             lambda s: f"CSV replay, log {_log_file(s, 'producer')}", _producer_running),

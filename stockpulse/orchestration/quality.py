@@ -5,8 +5,11 @@ a yes/no. Each finished check is recorded in ``stockpulse_quality_checks`` (crea
 idempotently: ``postgres/init.sql`` belongs to the streaming job), whose latest ``checked_to`` is
 the next run's starting point and the health report's "rows since the last run".
 
-The window ends ``settle`` seconds before now: ``landed_at`` is the writer's transaction start,
-so a batch still committing may carry a slightly older timestamp than rows already visible.
+``landed_at`` is the writing transaction's *start* (``now()``), not its commit, so a batch still
+being written carries a timestamp older than rows already visible, however long its COPY takes.
+The window therefore ends just before the oldest transaction still in flight on the database
+(``pg_stat_activity.xact_start``; a role sees its own sessions there, and the consumer writes as
+the same role as the check), and at most ``settle`` seconds before now.
 """
 
 from __future__ import annotations
@@ -42,6 +45,17 @@ CHECKS: dict[str, str] = {
 }
 
 WINDOW = "(%(since)s::timestamptz IS NULL OR landed_at > %(since)s::timestamptz) AND landed_at <= %(until)s"
+
+
+# The window's end: ``settle`` seconds ago, but before any transaction still open on this database
+# (other than ours), whose rows would commit with an older landed_at than the end we record.
+UNTIL_SQL = """
+SELECT least(now() - make_interval(secs => %(settle)s),
+             (SELECT min(xact_start) - interval '1 microsecond' FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL)),
+       (SELECT count(*) FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start < now() - make_interval(secs => %(settle)s))
+"""
 
 
 def count_sql() -> str:
@@ -88,7 +102,10 @@ def check(url: str, run_id: str | None, settle: float = 30.0) -> dict:
     ensure_state(url)
     with connect(url) as conn:
         since = conn.execute("SELECT max(checked_to) FROM stockpulse_quality_checks").fetchone()[0]
-        until = conn.execute("SELECT now() - make_interval(secs => %s)", (settle,)).fetchone()[0]
+        until, open_transactions = conn.execute(UNTIL_SQL, {"settle": settle}).fetchone()
+        if open_transactions:
+            logger.info("quality window ends at %s: %d transaction(s) opened before it are still in flight; "
+                        "their rows are checked by a later run", until, open_transactions)
         if since is not None and until <= since:
             until = since
         params = {"since": since, "until": until}

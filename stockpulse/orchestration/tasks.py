@@ -45,17 +45,17 @@ def supervise_task(mode: str, stall_seconds: float) -> dict:
     if mode not in MODES:
         raise StockPulseError(f"mode={mode!r}: use one of {', '.join(MODES)}")
     s, consumer = StackSettings.from_env(), ConsumerSettings.from_env()
-    paths = supervisor.ConsumerPaths.of(s)
+    paths = supervisor.ConsumerPaths.of(s, consumer)
     with supervisor.consumer_lock(paths.lock_file):
         if mode == "catch_up":
             lines = supervisor.run_catch_up(s, paths)
             return {"mode": mode, "action": "catch_up", "reason": f"consumer --once finished ({lines} log lines)",
                     "pid": None, "restarted_at": None}
-        obs = health.observe(s, local_checkpoints(consumer), paths.pid_file)
-        age = supervisor.progress_age(obs.observed_at, obs.started_at, list(obs.committed_at.values()))
-        decision = supervisor.decide(obs.pid, age, obs.total_lag(), stall_seconds)
-        pid = supervisor.apply(decision, s, paths, obs.pid)
-    restarted_at = supervisor.started_at(paths.pid_file) if decision.action != supervisor.NOTHING else None
+        obs = health.observe(s, local_checkpoints(consumer), paths)
+        decision = supervisor.decide(obs.pid, health.stalls(obs, stall_seconds), obs.total_lag())
+        acted_at = time.time()
+        pid = supervisor.apply(decision, s, paths)
+    restarted_at = acted_at if decision.action != supervisor.NOTHING else None
     return {"mode": mode, "action": decision.action, "reason": decision.reason, "pid": pid,
             "restarted_at": restarted_at, "lag_before": obs.total_lag(), "consumer_log": str(paths.log_file)}
 
@@ -63,13 +63,14 @@ def supervise_task(mode: str, stall_seconds: float) -> dict:
 def health_task(supervision: dict, stall_seconds: float, timeout: float, poll: float = 5.0) -> dict:
     """Report lag, freshness and rows since the last run; fail when unhealthy after the supervisor acted.
 
-    A consumer this run (re)started gets ``timeout`` seconds to commit its first batch.
+    A consumer this run (re)started gets ``timeout`` seconds to show every query's heartbeat
+    and to commit a batch for each sink with records waiting.
     """
     s, consumer = StackSettings.from_env(), ConsumerSettings.from_env()
-    paths = supervisor.ConsumerPaths.of(s)
+    paths = supervisor.ConsumerPaths.of(s, consumer)
     deadline = time.monotonic() + timeout
     while True:
-        obs = health.observe(s, local_checkpoints(consumer), paths.pid_file)
+        obs = health.observe(s, local_checkpoints(consumer), paths)
         verdict = health.assess(obs, supervision["mode"], supervision.get("restarted_at"), stall_seconds)
         if verdict.state != health.WAITING or time.monotonic() > deadline:
             break

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from stockpulse.config import PROJECT_ROOT, StackSettings, env_int
-from stockpulse.errors import ServiceError
+from stockpulse.config import PROJECT_ROOT, StackSettings, env_int, env_str
+from stockpulse.errors import ConfigError, ServiceError
 from stockpulse.services import processes
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,13 @@ def home(s: StackSettings) -> Path:
 
 
 def port(env: Mapping[str, str] = os.environ) -> int:
-    return env_int(env, "AIRFLOW_PORT", 8080, 1)
+    """The API port: ``AIRFLOW_PORT``, else Airflow's own ``AIRFLOW__API__PORT`` (a user who
+    exported only that must get the health wait, base URL and printed URL on that port), else 8080."""
+    ours, theirs = (env_int(env, name, 8080, 1) if env_str(env, name, "") else None
+                    for name in ("AIRFLOW_PORT", "AIRFLOW__API__PORT"))
+    if ours and theirs and ours != theirs:
+        raise ConfigError(f"AIRFLOW_PORT={ours} and AIRFLOW__API__PORT={theirs} disagree: set one of them")
+    return ours or theirs or 8080
 
 
 def base_url(api_port: int) -> str:

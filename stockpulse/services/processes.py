@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import IO, Mapping, Sequence
 
 from stockpulse.errors import ServiceError
 
@@ -49,18 +50,7 @@ def read_pid(pid_file: Path) -> int | None:
         pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    try:  # a zombie is not running
-        if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
-            return None
-    except OSError:
-        pass
-    return pid
+    return pid if pid > 0 and alive(pid) else None
 
 
 def start_detached(
@@ -85,10 +75,20 @@ def start_detached(
 
 
 def stop_pid(pid: int, name: str, timeout: float = 20.0) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after ``timeout`` seconds."""
+    """SIGTERM the process group, then SIGKILL what is left after ``timeout`` seconds.
+
+    Only a process that leads its own group (what :func:`start_detached` starts) is signalled
+    as a group; any other process alone, so a job started from a shell never takes the shell's
+    other processes with it.
+    """
+    if pid <= 0:
+        raise ValueError(f"refusing to signal pid {pid}")
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(pid, sig)
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
         except ProcessLookupError:
             return
         except PermissionError:
@@ -99,22 +99,25 @@ def stop_pid(pid: int, name: str, timeout: float = 20.0) -> None:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
-            if not _alive(pid):
+            if not alive(pid):
                 logger.info("stopped %s (pid %d)", name, pid)
                 return
             time.sleep(0.1)
     logger.warning("%s (pid %d) did not stop", name, pid)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        return True
     try:
         return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
     except OSError:
-        return False
+        return True
 
 
 def stop_detached(name: str, pid_file: Path, timeout: float = 20.0) -> bool:
@@ -126,3 +129,55 @@ def stop_detached(name: str, pid_file: Path, timeout: float = 20.0) -> bool:
     stop_pid(pid, name, timeout)
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def command_line(pid: int) -> list[str] | None:
+    """The arguments ``pid`` was started with (Linux ``/proc``); None when it is gone or unreadable."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+
+
+def try_lock(path: Path) -> IO[str] | None:
+    """An open handle holding an exclusive ``flock`` on ``path`` (created if missing), or None
+    when another process holds it. The lock lasts until the handle is closed or the process ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def acquire_lock(path: Path, timeout: float, interval: float = 0.2) -> IO[str] | None:
+    """:func:`try_lock`, retried for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        handle = try_lock(path)
+        if handle is not None or time.monotonic() >= deadline:
+            return handle
+        time.sleep(interval)
+
+
+def lock_held(path: Path) -> bool:
+    """True when some process holds an exclusive ``flock`` on ``path``.
+
+    The probe takes a shared lock for an instant (never creating the file), so probes do not
+    block one another; a holder taking the lock at that very instant must retry briefly, which
+    :func:`acquire_lock` does.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

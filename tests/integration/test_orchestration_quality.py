@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from stockpulse.db import connect
 from stockpulse.orchestration import quality
 
@@ -40,3 +42,20 @@ def test_violations_are_counted_sampled_and_the_window_moves_on(database_url):
     again = quality.check(database_url, "run-2", settle=0)
     assert again["rows_checked"] == 0 and not quality.failures(again["violations"])
     assert quality.last_checked_to(database_url).isoformat() == again["checked_to"]
+
+
+def test_a_batch_still_being_written_holds_the_window_back(database_url):
+    """landed_at is the writer's transaction start: a long COPY commits rows older than rows that
+    are already visible. The window must end before it, or those rows are never checked."""
+    insert(database_url, [{}])
+    with connect(database_url) as writing:  # the consumer, mid-batch
+        writing.execute(INSERT, {"index": "HSI", "open": "10", "high": "11", "low": "10.6", "close": "10",
+                                 "volume": 1, "trade_value": "10", "offset": 1000})  # low above open/close
+        batch_started = writing.execute("SELECT now()").fetchone()[0]
+        insert(database_url, [{}, {}])  # later batches commit first, with newer landed_at
+        first = quality.check(database_url, "run-1", settle=0)
+        assert first["rows_checked"] == 1
+        assert datetime.fromisoformat(first["checked_to"]) < batch_started
+        writing.commit()
+    second = quality.check(database_url, "run-2", settle=0)
+    assert second["rows_checked"] == 3 and second["violations"]["low_above_open"] == 1

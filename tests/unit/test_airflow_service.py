@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from stockpulse.config import StackSettings
+from stockpulse.errors import ConfigError
 from stockpulse.services import airflow as airflow_service
 
 
@@ -34,3 +37,19 @@ def test_admin_password_is_read_from_the_generated_file(tmp_path):
     assert airflow_service.admin_password(tmp_path) is None
     (tmp_path / airflow_service.PASSWORD_FILE).write_text('{"admin": "s3cret"}')
     assert airflow_service.admin_password(tmp_path) == "s3cret"
+
+
+def test_the_port_follows_airflows_own_variable_when_that_is_what_the_user_set(tmp_path, monkeypatch):
+    assert airflow_service.port({}) == 8080
+    assert airflow_service.port({"AIRFLOW_PORT": "9191"}) == 9191
+    assert airflow_service.port({"AIRFLOW__API__PORT": "9292"}) == 9292
+    assert airflow_service.port({"AIRFLOW_PORT": "9393", "AIRFLOW__API__PORT": "9393"}) == 9393
+    with pytest.raises(ConfigError, match="AIRFLOW_PORT=9191 and AIRFLOW__API__PORT=9292 disagree"):
+        airflow_service.port({"AIRFLOW_PORT": "9191", "AIRFLOW__API__PORT": "9292"})
+    # What the server listens on, the URL the stack waits on and prints, and the tasks' base URL agree.
+    monkeypatch.delenv("AIRFLOW_PORT", raising=False)
+    monkeypatch.setenv("AIRFLOW__API__PORT", "9292")
+    env = airflow_service.airflow_env({"AIRFLOW__API__PORT": "9292"}, tmp_path, airflow_service.port())
+    assert env["AIRFLOW__API__PORT"] == "9292" and env["AIRFLOW__API__BASE_URL"] == "http://localhost:9292"
+    assert "UI http://localhost:9292 " in airflow_service.describe(
+        StackSettings.from_env({"STOCKPULSE_STATE_DIR": str(tmp_path)}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from stockpulse.services.airflow import DAG_ID, DAGS_FOLDER
@@ -38,3 +40,20 @@ def test_pipeline_dag_follows_the_house_style(dagbag):
     assert dag.params["mode"] == "supervise"
     assert dag.params.get_param("mode").schema["enum"] == ["supervise", "catch_up"]
     assert dag.get_task("data_quality").retries == 0
+
+
+def test_the_run_never_cuts_its_own_retries_off(dagbag):
+    """A run-level timeout shorter than the tasks' time limits with retries would kill a
+    catch-up's retries (or the health wait) midway; every task is bounded on its own instead."""
+    dag = dagbag.dags[DAG_ID]
+    worst = sum(((t.retries + 1) * t.execution_timeout + t.retries * t.retry_delay for t in dag.tasks),
+                start=timedelta())
+    assert all(t.execution_timeout is not None for t in dag.tasks)
+    assert dag.dagrun_timeout is None or dag.dagrun_timeout >= worst
+
+
+def test_the_health_wait_a_user_may_choose_fits_in_the_health_task(dagbag):
+    dag = dagbag.dags[DAG_ID]
+    schema = dag.params.get_param("health_timeout_seconds").schema
+    assert schema["maximum"] < dag.get_task("health_report").execution_timeout.total_seconds()
+    assert schema["minimum"] <= dag.params["health_timeout_seconds"] <= schema["maximum"]

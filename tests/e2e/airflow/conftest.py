@@ -2,7 +2,7 @@
 
 Everything points at the session's test PostgreSQL and broker (through ``pipeline_env``) and at
 temporary directories, never at a user's defaults. Every consumer a DAG run starts is stopped
-after the test through the pid file the supervisor writes.
+after the test, found as the supervisor finds it (its job lock, or the pid file).
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from stockpulse.config import StackSettings
-from stockpulse.orchestration.supervisor import ConsumerPaths
+from stockpulse.orchestration import supervisor
 from stockpulse.services import airflow as airflow_service
 from stockpulse.services import processes
 
-from .steps import airflow_cli
+from .steps import airflow_cli, paths_for
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def dag_env(pipeline_env, airflow_home) -> dict[str, str]:
 
 @pytest.fixture
 def consumer_paths(pipeline_env):
-    """The consumer's pid file and log in the test's state dir; stops the consumer afterwards."""
-    paths = ConsumerPaths.of(StackSettings.from_env(pipeline_env))
+    """The consumer's files in the test's state and checkpoint dirs; stops the consumer afterwards."""
+    paths = paths_for(pipeline_env)
     yield paths
-    processes.stop_detached("consumer", paths.pid_file, timeout=30)
+    supervisor.stop(paths)

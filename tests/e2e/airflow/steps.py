@@ -10,11 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from stockpulse.config import ConsumerSettings, StackSettings
 from stockpulse.db import connect
+from stockpulse.orchestration import supervisor
 from stockpulse.services import airflow as airflow_service
 
 ROOT = Path(__file__).resolve().parents[3]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+def paths_for(env: dict[str, str]) -> supervisor.ConsumerPaths:
+    """The consumer's files (pid, log, job lock, heartbeat) for the pipeline ``env`` describes."""
+    return supervisor.ConsumerPaths.of(StackSettings.from_env(env), ConsumerSettings.from_env(env))
 
 
 def airflow_cli(args: list[str], env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -25,6 +32,13 @@ def produce(env: dict[str, str], ticks: int) -> None:
     result = subprocess.run([sys.executable, "producer/producer.py", "--tick-interval", "0", "--limit", str(ticks),
                              "--no-progress"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def start_producer(env: dict[str, str], csv: Path, tick_interval: float) -> subprocess.Popen:
+    """The producer as a background process: ticks keep arriving while the test acts."""
+    return subprocess.Popen([sys.executable, "producer/producer.py", "--csv", str(csv), "--tick-interval",
+                             str(tick_interval), "--no-progress"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def topic_size(env: dict[str, str]) -> int:

@@ -1,8 +1,9 @@
 """The DAG against real PostgreSQL, a real broker and the real Spark consumer (``airflow dags test``).
 
 One test walks the story the DAG exists for: the consumer is down and ticks wait on the topic;
-a run starts it and the ticks land; the consumer is SIGKILLed, more ticks arrive, the next run
-restarts it and every tick lands exactly once.
+a run starts it and the ticks land; the consumer is SIGKILLed in the middle of a batch while
+ticks are still arriving, the next run restarts it and every tick lands exactly once, in
+PostgreSQL and in the lake.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from stockpulse.services import processes
+from stockpulse.orchestration.checkpoints import batch_ids
+from stockpulse.orchestration.supervisor import running_consumer
+from tests.integration.helpers import csv_slice, lake_table
 
-from .steps import produce, row_counts, run_dag_test, topic_size, wait_for
+from .steps import produce, row_counts, run_dag_test, start_producer, topic_size, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,32 +41,59 @@ def _run_ok(env, conf=None) -> str:
     return output
 
 
-def test_dag_starts_a_stopped_consumer_and_restarts_a_killed_one(dag_env, pipeline_env, consumer_paths):
-    url = pipeline_env["DATABASE_URL"]
+def _batch_in_flight(checkpoint_dir: Path) -> bool:
+    """The PostgreSQL query has planned a batch (``offsets/N``) that it has not committed yet."""
+    planned, committed = batch_ids(checkpoint_dir / "postgres" / "offsets"), batch_ids(checkpoint_dir / "postgres" / "commits")
+    return bool(planned) and max(planned) not in committed
+
+
+def _lake_keys(lake: Path) -> list[tuple[int, int]]:
+    table = lake_table(lake)
+    return [] if table is None else list(zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist()))
+
+
+def test_dag_starts_a_stopped_consumer_and_restarts_one_killed_mid_batch(dag_env, pipeline_env, consumer_paths,
+                                                                         tmp_path):
+    url, chk, lake = pipeline_env["DATABASE_URL"], Path(pipeline_env["CHECKPOINT_DIR"]), Path(pipeline_env["LAKE_PATH"])
     produce(pipeline_env, 40)
     before = topic_size(pipeline_env)
-    assert before > 0 and processes.read_pid(consumer_paths.pid_file) is None
+    assert before > 0 and running_consumer(consumer_paths) is None
 
     output = _run_ok(dag_env)
     assert "supervisor: start: consumer is not running" in output
-    first = processes.read_pid(consumer_paths.pid_file)
+    first = running_consumer(consumer_paths)
     assert first is not None, "the DAG run did not leave a consumer running"
     wait_for(lambda: row_counts(url)[0] >= before, f"{before} ticks produced before the run did not land")
     assert row_counts(url) == (before, before)
 
-    os.killpg(first, signal.SIGKILL)
-    wait_for(lambda: processes.read_pid(consumer_paths.pid_file) is None, "the killed consumer still looks alive")
-    produce(pipeline_env, 30)
+    # Ticks keep arriving (a minute of them); kill the job while its PostgreSQL query has a batch
+    # planned but not committed.
+    producer = start_producer(pipeline_env, csv_slice(tmp_path / "slice.csv", 3000), tick_interval=0.1)
+    try:
+        def mid_batch() -> bool:
+            assert producer.poll() is None, "the producer finished before a batch was caught in flight"
+            return row_counts(url)[0] > before and _batch_in_flight(chk)
+
+        wait_for(mid_batch, "no batch in flight while ticks arrived", timeout=600, interval=0.05)
+        os.killpg(first, signal.SIGKILL)
+        landed_at_kill = row_counts(url)[0]
+        assert producer.poll() is None, "ticks must still be arriving when the consumer dies"
+    finally:
+        assert producer.wait(600) == 0
+    wait_for(lambda: running_consumer(consumer_paths) is None, "the killed consumer still looks alive")
     after = topic_size(pipeline_env)
-    assert after > before
+    assert landed_at_kill < after
 
     output = _run_ok(dag_env)
     assert "supervisor: start: consumer is not running" in output
-    second = processes.read_pid(consumer_paths.pid_file)
+    second = running_consumer(consumer_paths)
     assert second is not None and second != first, "the killed consumer was not restarted"
-    wait_for(lambda: row_counts(url)[0] >= after, "ticks produced after the kill did not land")
+    wait_for(lambda: row_counts(url)[0] >= after and len(_lake_keys(lake)) >= after,
+             "ticks produced around the kill did not land in both sinks")
     total, distinct = row_counts(url)
     assert total == after and distinct == total, f"{total} rows, {distinct} distinct records, {after} produced"
+    keys = _lake_keys(lake)
+    assert len(keys) == len(set(keys)) == after, f"lake: {len(keys)} rows, {len(set(keys))} distinct, {after} produced"
 
 
 def test_a_consumer_that_dies_after_the_start_attempt_turns_the_run_red(dag_env, pipeline_env, consumer_paths):
@@ -84,7 +114,7 @@ def test_a_stalled_consumer_is_restarted(dag_env, pipeline_env, consumer_paths):
     url, chk, topic = pipeline_env["DATABASE_URL"], Path(pipeline_env["CHECKPOINT_DIR"]), pipeline_env["KAFKA_TOPIC"]
     produce(pipeline_env, 10)
     _run_ok(dag_env)
-    first = processes.read_pid(consumer_paths.pid_file)
+    first = running_consumer(consumer_paths)
     wait_for(lambda: row_counts(url)[0] >= topic_size(pipeline_env), "the first ticks did not land")
     os.killpg(first, signal.SIGSTOP)
     produce(pipeline_env, 10)
@@ -94,7 +124,7 @@ def test_a_stalled_consumer_is_restarted(dag_env, pipeline_env, consumer_paths):
 
     output = _run_ok(dag_env, {"stall_seconds": 30})
     assert "supervisor: restart:" in output and "committed nothing" in output
-    second = processes.read_pid(consumer_paths.pid_file)
+    second = running_consumer(consumer_paths)
     assert second is not None and second != first
     wait_for(lambda: row_counts(url)[0] >= topic_size(pipeline_env), "ticks sent to the frozen job did not land")
     total, distinct = row_counts(url)
@@ -105,6 +135,20 @@ def test_catch_up_mode_processes_the_backlog_inside_the_task(dag_env, pipeline_e
     produce(pipeline_env, 25)
     output = _run_ok(dag_env, {"mode": "catch_up"})
     assert "consumer --once:" in output  # the job's own log lines are in the task log
-    assert processes.read_pid(consumer_paths.pid_file) is None, "catch-up must not leave a job running"
+    assert running_consumer(consumer_paths) is None, "catch-up must not leave a job running"
     total, distinct = row_counts(pipeline_env["DATABASE_URL"])
     assert total == distinct == topic_size(pipeline_env)
+
+
+def test_a_start_on_an_idle_topic_is_green_only_once_every_query_ran_a_trigger(dag_env, pipeline_env, consumer_paths):
+    """Nothing waits on the topic, so no batch can prove the new job works: its heartbeat must."""
+    from stockpulse.consumer import read_heartbeat
+
+    assert topic_size(pipeline_env) == 0
+    started = time.time()
+    output = _run_ok(dag_env)
+    assert "supervisor: start: consumer is not running" in output
+    pid = running_consumer(consumer_paths)
+    beats = read_heartbeat(consumer_paths.job.heartbeat, pid)
+    assert beats and set(beats) == {"ticks_to_parquet", "ticks_to_postgres"}
+    assert all(beat is not None and beat > started for beat in beats.values()), beats

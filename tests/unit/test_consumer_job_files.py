@@ -1,0 +1,51 @@
+"""The consumer's job lock and heartbeat: a second job on the same checkpoints refuses to start
+before it touches the lake, and the heartbeat says which queries ran a trigger, for which pid."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+from stockpulse.config import PROJECT_ROOT
+from stockpulse.consumer import Heartbeat, JobFiles, read_heartbeat
+from stockpulse.services import processes
+
+
+def test_a_second_job_on_the_same_checkpoints_refuses_before_tidying_the_lake(tmp_path):
+    chk, lake, state = tmp_path / "chk", tmp_path / "lake", tmp_path / "state"
+    # What remove_uncommitted would delete: a part file no committed batch names.
+    (lake / "_spark_metadata").mkdir(parents=True)
+    (lake / "_spark_metadata" / "0").write_text("v1\n")
+    stray = lake / "part-00000-running-batch.c000.snappy.parquet"
+    stray.write_bytes(b"the running job is writing this")
+    files = JobFiles.of(str(chk), state)
+    holder = processes.try_lock(files.lock)  # the running job
+    assert holder is not None
+    try:
+        env = {**os.environ, "CHECKPOINT_DIR": str(chk), "LAKE_PATH": str(lake), "STOCKPULSE_STATE_DIR": str(state),
+               "DATABASE_URL": f"postgresql://u@127.0.0.1:{processes.free_port()}/db",
+               "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{processes.free_port()}"}
+        result = subprocess.run([sys.executable, "consumer/consumer.py"], env=env, cwd=PROJECT_ROOT,
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        holder.close()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"consumer: error: another consumer already runs on the checkpoints in {chk} (it holds {files.lock}); "
+        "stop it first ('make down'), or let it be"]
+    assert stray.exists(), "the lake was tidied under a running job"
+
+
+def test_the_heartbeat_names_each_query_and_its_latest_trigger(tmp_path):
+    path = tmp_path / "hb.json"
+    heartbeat = Heartbeat(path, pid=4242)
+    assert read_heartbeat(path, 4242) == {}  # written at start: no queries yet
+    heartbeat.expect([SimpleNamespace(id="id-p", name="ticks_to_parquet"),
+                      SimpleNamespace(id="id-g", name="ticks_to_postgres")])
+    heartbeat.beat("id-p")
+    beats = read_heartbeat(path, 4242)
+    assert beats["ticks_to_postgres"] is None and beats["ticks_to_parquet"] > 0
+    assert read_heartbeat(path, 1) is None  # another run's file proves nothing about this one
+    assert read_heartbeat(tmp_path / "missing.json", 4242) is None
