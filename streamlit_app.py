@@ -3,10 +3,12 @@
 Usage: streamlit run streamlit_app.py        ('make up' starts it on http://127.0.0.1:8501)
 
 You should see a header of four metrics (rows in ticks_raw, ticks per second over the last minute,
-time since the last tick landed, the latest stream_ts) and four charts over the latest N ticks:
-close prices, % change from the first tick, rebased to 100, and each index's share of volume and
-trade value. Before the first tick lands the page says it is waiting; when PostgreSQL is down it
-says which URL failed, in one line, and keeps retrying. Settings: the DASHBOARD_* variables.
+time since the last tick landed, the latest stream_ts) and four charts over the latest N ticks (a
+tick is one trading date: every index of that date shares one stream_ts): close prices, % change
+from each index's first tick in the window, rebased to 100, and each index's share of volume and
+trade value. Times are UTC. Before the first tick lands the page says it is waiting (and fills the
+index picker once ticks arrive); when PostgreSQL is down it says which URL failed, in one line, and
+keeps retrying. Settings: the DASHBOARD_* variables.
 """
 
 import sys
@@ -39,9 +41,11 @@ st.caption(f"Reading `{redact_url(URL)}` · refreshing every {settings.refresh_s
 with st.sidebar:
     st.header("Window")
     latest_n = st.number_input("Latest ticks (N)", min_value=10, max_value=MAX_TICKS,
-                               value=settings.default_ticks, step=100)
-    picked = st.multiselect("Indices", data.index_options(URL), placeholder="All indices",
-                            help="Indices seen in the latest ticks; none picked means all.")
+                               value=settings.default_ticks, step=100,
+                               help="A tick is one trading date: every index of that date shares one stream_ts.")
+    options = data.index_options(URL)
+    picked = st.multiselect("Indices", options, placeholder="All indices",
+                            help="Indices seen in the latest rows; none picked means all.")
 
 
 def header(m: queries.Metrics) -> None:
@@ -49,7 +53,8 @@ def header(m: queries.Metrics) -> None:
     rows.metric("Rows in ticks_raw", formatting.rows(m.rows, m.rows_estimated),
                 help=f"Exact up to {queries.EXACT_COUNT_CAP:,} rows, PostgreSQL's estimate above.")
     rate.metric("Ticks/s (last minute)", formatting.rate(m.ticks_per_second),
-                help="Rows that landed in the last 60 s, divided by 60.")
+                help="Distinct stream_ts (one per trading date) among rows that landed in the last 60 s, "
+                     "divided by 60.")
     since.metric("Since last tick landed", formatting.age(m.seconds_since_last_tick))
     latest.metric("Latest stream_ts (UTC)", formatting.moment(m.latest_stream_ts))
 
@@ -72,21 +77,36 @@ def views(ticks) -> None:
             st.caption("No volume traded in this window for some measures (early history has volume 0).")
 
 
+def fill_the_picker(latest_stream_ts) -> None:
+    """Ticks have landed but the sidebar was built with no indices to offer (the page opened on an
+    empty table or while PostgreSQL was down): forget the cached options and rebuild the whole page.
+    At most once per latest tick, so a picker whose own query keeps failing cannot make every
+    refresh a full rerun."""
+    if st.session_state.get("picker_filled_for") == latest_stream_ts:
+        return
+    st.session_state["picker_filled_for"] = latest_stream_ts
+    data.forget_index_options()
+    st.rerun(scope="app")
+
+
 @st.fragment(run_every=settings.refresh_seconds)
-def live(latest_n: int, picked: tuple[str, ...]) -> None:
+def live(latest_n: int, picked: tuple[str, ...], picker_empty: bool) -> None:
     try:
         m = data.metrics(URL)
         ticks = data.latest_ticks(URL, latest_n, picked)
     except data.DatabaseUnavailable as exc:
         st.warning(f"{exc} — retrying every {settings.refresh_seconds} s.")
         return
+    if picker_empty and not ticks.empty:
+        fill_the_picker(m.latest_stream_ts)
     header(m)
     if ticks.empty:
         st.info("Waiting for the first ticks… start the pipeline with `make up` "
                 "(or the producer and consumer by hand); this page refreshes by itself.")
         return
-    st.caption(f"Latest {len(ticks):,} ticks of {', '.join(picked) if picked else 'all indices'}.")
+    st.caption(f"Latest {ticks['stream_ts'].nunique():,} ticks ({len(ticks):,} rows) "
+               f"of {', '.join(picked) if picked else 'all indices'}.")
     views(ticks)
 
 
-live(int(latest_n), tuple(picked))
+live(int(latest_n), tuple(picked), not options)

@@ -44,7 +44,8 @@ RECENT = 60
 
 
 def seed(url: str, rows: int) -> float:
-    """Fill ``ticks_raw`` with ``rows`` ticks (5 indices per tick), ANALYZE; seconds taken."""
+    """Fill ``ticks_raw`` with ``rows`` rows, five indices sharing each ``stream_ts`` (one tick) as
+    the producer sends them, ANALYZE; seconds taken."""
     started = time.monotonic()
     with connect(url, autocommit=True) as conn:
         for low in range(1, rows + 1, CHUNK):
@@ -77,7 +78,10 @@ def _timed(fn, repeats: int) -> dict:
 
 
 def time_queries(reader: str, repeats: int, default_ticks: int) -> dict:
-    """Each statement of one page refresh, timed through the page's own query functions."""
+    """Each statement of one page refresh, timed through the page's own query functions.
+
+    "latest N" is N ticks: N distinct ``stream_ts``, so about 5N rows here.
+    """
     from sqlalchemy import create_engine
 
     from stockpulse.dashboard import queries

@@ -44,18 +44,28 @@ CREATE TABLE IF NOT EXISTS ticks_dead_letter (
 -- page cannot change data. Idempotent, and safe on a managed server where CREATE ROLE is not
 -- allowed: there it only raises a NOTICE (create a read-only role yourself and point
 -- DASHBOARD_DATABASE_URL at it). The embedded server trusts 127.0.0.1, so no password is set.
+-- A role that already exists (an older init.sql, or made by hand) is made read-only by default
+-- too; the check first keeps repeated runs from rewriting the role's settings.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'stockpulse_reader') THEN
         BEGIN
             CREATE ROLE stockpulse_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
-            ALTER ROLE stockpulse_reader SET default_transaction_read_only = on;
         EXCEPTION
             WHEN duplicate_object OR unique_violation THEN
                 NULL;  -- another database of this cluster created it at the same moment
             WHEN insufficient_privilege THEN
                 RAISE NOTICE 'stockpulse: cannot create role stockpulse_reader (%), the dashboard needs a read-only role', SQLERRM;
                 RETURN;
+        END;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'stockpulse_reader'
+                   AND 'default_transaction_read_only=on' = ANY (coalesce(rolconfig, '{}'))) THEN
+        BEGIN
+            ALTER ROLE stockpulse_reader SET default_transaction_read_only = on;
+        EXCEPTION
+            WHEN insufficient_privilege THEN
+                RAISE NOTICE 'stockpulse: cannot make stockpulse_reader read-only by default (%), the dashboard still opens its sessions read-only', SQLERRM;
         END;
     END IF;
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO stockpulse_reader', current_database());

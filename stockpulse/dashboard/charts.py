@@ -5,6 +5,12 @@ backgrounds; Streamlit's own theme (``theme="streamlit"``, the default of ``st.a
 supplies text and grid colours, so the charts follow the viewer's light or dark mode. Each index
 keeps one colour across all views because every chart gets the same colour domain, and clicking a
 legend entry highlights that index.
+
+Times read in UTC, as their labels say, whatever the viewer's time zone: the ``stream_ts`` axes use
+a UTC scale, and time tooltips are formatted with Vega's ``utcFormat``. The data carries both
+``stream_ts`` and the trading ``date`` as UTC instants (a date as UTC midnight), so the date reads
+the same on either side of Greenwich. A naive column would not: Streamlit shifts naive times into
+the viewer's zone before Vega sees them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ HEIGHT = 280
 COLOR_SCHEME = "tableau10"
 
 _VEGA_TYPE = {"TIMESTAMPTZ": "T", "DATE": "T", "TEXT": "N"}
+
+UTC_FORMAT_TYPE = "utcFormat"
+"""A Vega-Lite custom format type naming Vega's built-in ``utcFormat`` expression. (``"utc"`` is no
+built-in format type: Vega-Lite would call Vega's ``utc()`` date constructor and show nothing.)"""
 
 
 def encoding_type(field: Field) -> str:
@@ -41,8 +51,9 @@ def _index_color(indices: Sequence[str]) -> alt.Color:
 def _tick_tooltip(value: str, title: str, fmt: str) -> list[alt.Tooltip]:
     return [
         alt.Tooltip(shorthand("index"), title="index"),
-        alt.Tooltip(shorthand("stream_ts"), title="stream time (UTC)", format="%Y-%m-%d %H:%M:%S"),
-        alt.Tooltip(shorthand("date"), title="trading date", format="%Y-%m-%d"),
+        alt.Tooltip(shorthand("stream_ts"), title="stream time (UTC)", format="%Y-%m-%d %H:%M:%S",
+                    formatType=UTC_FORMAT_TYPE),
+        alt.Tooltip(shorthand("date"), title="trading date", format="%Y-%m-%d", formatType=UTC_FORMAT_TYPE),
         alt.Tooltip(shorthand("close"), title="close", format=",.2f"),
         alt.Tooltip(f"{value}:Q", title=title, format=fmt),
     ]
@@ -53,7 +64,8 @@ def _line(ticks: pd.DataFrame, value: str, title: str, fmt: str, indices: Sequen
     """Lines per index over stream time, with an optional horizontal reference rule."""
     highlight = alt.selection_point(fields=["index"], bind="legend")
     lines = alt.Chart(ticks).mark_line(point=alt.OverlayMarkDef(size=12, filled=True)).encode(
-        x=alt.X(shorthand("stream_ts"), title="stream time (UTC)", axis=alt.Axis(format="%H:%M:%S")),
+        x=alt.X(shorthand("stream_ts"), title="stream time (UTC)", scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format="%H:%M:%S")),
         y=alt.Y(f"{value}:Q", title=title, scale=alt.Scale(zero=False)),
         color=_index_color(indices),
         opacity=alt.condition(highlight, alt.value(1.0), alt.value(0.15)),

@@ -1,15 +1,21 @@
 """Every SQL statement the dashboard runs, and the pure pandas transforms behind its views.
 
+A tick is one trading date: the producer sends every index of a date with one ``stream_ts``
+(``stockpulse.replay``), so "the latest N ticks" are the rows of the latest N distinct ``stream_ts``
+values, every index of a tick or none of it.
+
 The page must stay fast with millions of rows in ``ticks_raw``, so no statement here reads the whole
 table:
 
-- the latest N ticks walk ``ticks_raw_stream_ts_idx`` backwards (``ORDER BY stream_ts DESC LIMIT N``);
+- the latest N ticks: ``SELECT DISTINCT stream_ts ... ORDER BY stream_ts DESC LIMIT N`` walks
+  ``ticks_raw_stream_ts_idx`` backwards and stops after N distinct values; their oldest and newest
+  bound a range scan of the same index, which reads only the rows of those ticks;
 - the row count is exact up to :data:`EXACT_COUNT_CAP` rows (a count over a ``LIMIT``), and above that
   the planner's estimate (``pg_class.reltuples`` per page, scaled to the table's current size, the
   same arithmetic the planner does), so it follows a growing table without an ``ANALYZE``;
-- ticks per second is a range over ``ticks_raw_landed_at_idx`` for the last minute; the last landing
-  and the latest ``stream_ts`` are ``max()`` over their indexes, which PostgreSQL answers from one
-  index entry.
+- ticks per second counts the distinct ``stream_ts`` among rows that landed in the last minute, a
+  range over ``ticks_raw_landed_at_idx``; the last landing and the latest ``stream_ts`` are ``max()``
+  over their indexes, which PostgreSQL answers from one index entry.
 
 The transforms take and return plain DataFrames so they are tested with plain values.
 """
@@ -41,17 +47,31 @@ EXACT_COUNT_CAP = 100_000
 """Up to this many rows the header shows an exact count; past it, the planner's estimate."""
 
 RATE_WINDOW_SECONDS = 60
-"""Ticks per second is averaged over rows that landed in this many seconds."""
+"""Ticks per second: distinct ``stream_ts`` among rows that landed in this many seconds, over it."""
 
-INDEX_SCAN_TICKS = 5_000
-"""The index picker offers the indices seen in this many latest ticks (a bounded read)."""
+INDEX_SCAN_ROWS = 5_000
+"""The index picker offers the indices seen in this many latest rows (a bounded read)."""
+
+TICK_ORDER = 'stream_ts, "index", kafka_topic, kafka_partition, kafka_offset, kafka_timestamp'
+"""Oldest first, then by index; the Kafka coordinates (unique per row) settle any remaining tie, so
+the same rows always come back in the same order."""
+
+
+_EPOCH_UNITS = {"TIMESTAMPTZ": "us", "DATE": "D"}
+"""Times travel as whole microseconds, dates as whole days, since 1970-01-01 UTC (see below)."""
 
 
 def _select_expr(field: Field) -> str:
-    """Column as the page wants it: NUMERIC becomes float8 (charts need floats, not Decimals)."""
+    """Column as the page wants it, in the form cheapest to turn into a DataFrame: NUMERIC as float8
+    (charts need floats, not Decimals), times and dates as integers since the epoch (pandas converts
+    those in bulk, while time-zone-aware ``datetime`` objects go one by one, several times slower)."""
     column = f'"{field.name}"'
     if field.sql_type.startswith("NUMERIC"):
         return f"{column}::double precision AS {column}"
+    if field.sql_type == "TIMESTAMPTZ":
+        return f"(extract(epoch FROM {column}) * 1000000)::bigint AS {column}"
+    if field.sql_type == "DATE":
+        return f"({column} - DATE '1970-01-01') AS {column}"
     return column
 
 
@@ -59,11 +79,20 @@ _COLUMNS = ", ".join(_select_expr(f) for f in CHART_FIELDS)
 
 
 def latest_ticks_statement(limit: int, indices: Sequence[str] = ()) -> tuple[TextClause, dict]:
-    """The "latest N ticks" query and its parameters (the EXPLAIN test runs exactly this)."""
-    where = 'WHERE "index" = ANY(:indices)' if indices else ""
+    """The "latest N ticks" query and its parameters (the EXPLAIN test runs exactly this).
+
+    ``latest`` finds the newest ``limit`` distinct ``stream_ts`` of the picked indices; the outer
+    scan reads the range between its oldest and newest. The upper bound changes no result (one
+    statement sees one snapshot) but tells the planner the range is narrow: with two bounds it
+    cannot know, it expects a sliver of the table rather than a third, and keeps to the index.
+    """
+    picked = '"index" = ANY(:indices)' if indices else "TRUE"
     statement = text(
-        f"SELECT * FROM (SELECT {_COLUMNS} FROM {TABLE} {where} "
-        f"ORDER BY stream_ts DESC LIMIT :limit) AS latest ORDER BY stream_ts, \"index\""
+        f"WITH latest AS MATERIALIZED (SELECT DISTINCT stream_ts FROM {TABLE} WHERE {picked} "
+        f"ORDER BY stream_ts DESC LIMIT :limit) "
+        f"SELECT {_COLUMNS} FROM {TABLE} "
+        f"WHERE stream_ts BETWEEN (SELECT min(stream_ts) FROM latest) AND (SELECT max(stream_ts) FROM latest) "
+        f"AND {picked} ORDER BY {TICK_ORDER}"
     )
     params: dict = {"limit": int(limit)}
     if indices:
@@ -72,15 +101,12 @@ def latest_ticks_statement(limit: int, indices: Sequence[str] = ()) -> tuple[Tex
 
 
 def latest_ticks(conn: Connection, limit: int, indices: Sequence[str] = ()) -> pd.DataFrame:
-    """The latest ``limit`` ticks of ``indices`` (all when empty), oldest first."""
+    """The rows of the latest ``limit`` ticks of ``indices`` (all when empty), oldest first."""
     statement, params = latest_ticks_statement(limit, indices)
-    rows = conn.execute(statement, params).mappings().all()
-    frame = pd.DataFrame(rows, columns=[f.name for f in CHART_FIELDS])
+    frame = pd.DataFrame(conn.execute(statement, params).all(), columns=[f.name for f in CHART_FIELDS])
     for field in CHART_FIELDS:
-        if field.sql_type == "TIMESTAMPTZ":
-            frame[field.name] = pd.to_datetime(frame[field.name], utc=True)
-        elif field.sql_type == "DATE":
-            frame[field.name] = pd.to_datetime(frame[field.name])
+        if field.sql_type in _EPOCH_UNITS:  # UTC instants, a date as UTC midnight: see ``charts``
+            frame[field.name] = pd.to_datetime(frame[field.name], unit=_EPOCH_UNITS[field.sql_type], utc=True)
         elif field.json_type in ("number", "integer"):
             frame[field.name] = pd.to_numeric(frame[field.name]).astype("float64")
     return frame
@@ -92,8 +118,8 @@ RECENT_INDICES = text(
 )
 
 
-def recent_indices(conn: Connection, scan: int = INDEX_SCAN_TICKS) -> list[str]:
-    """Indices seen in the latest ``scan`` ticks: a DISTINCT over the whole table would scan it."""
+def recent_indices(conn: Connection, scan: int = INDEX_SCAN_ROWS) -> list[str]:
+    """Indices seen in the latest ``scan`` rows: a DISTINCT over the whole table would scan it."""
     return [row[0] for row in conn.execute(RECENT_INDICES, {"scan": scan})]
 
 
@@ -108,7 +134,7 @@ ESTIMATED_COUNT = text(
 )
 
 RECENT_RATE = text(
-    f"SELECT count(*) FROM {TABLE} WHERE landed_at > now() - make_interval(secs => :window)"
+    f"SELECT count(DISTINCT stream_ts) FROM {TABLE} WHERE landed_at > now() - make_interval(secs => :window)"
 )
 
 LATEST_MOMENTS = text(

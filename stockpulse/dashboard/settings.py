@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from stockpulse.config import PostgresSettings, env_int, env_str, redact_url
 from stockpulse.errors import ConfigError
 
@@ -20,7 +23,8 @@ READER_ROLE = "stockpulse_reader"
 """The read-only role that ``postgres/init.sql`` creates for the dashboard."""
 
 MAX_TICKS = 20_000
-"""Upper bound of the "latest N ticks" window: more points than this only slow the browser down."""
+"""Upper bound of the "latest N ticks" window. A tick is one trading date (every index of that date
+shares its ``stream_ts``), so this is up to 100,000 rows with five indices: more only slows the browser."""
 
 
 def reader_url(url: str, role: str = READER_ROLE) -> str:
@@ -31,6 +35,22 @@ def reader_url(url: str, role: str = READER_ROLE) -> str:
 def sqlalchemy_url(url: str) -> str:
     """A libpq-style URL in SQLAlchemy's spelling for the psycopg 3 driver."""
     return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql+psycopg://", url, count=1)
+
+
+def check_url(url: str, variable: str) -> None:
+    """Parse ``url`` as the engine will, now: a typo such as ``:54x2`` is one line at start-up
+    instead of a traceback from SQLAlchemy on the first refresh."""
+    try:
+        parsed = make_url(sqlalchemy_url(url))
+    except ValueError:  # SQLAlchemy's int() of the port
+        problem = "its port is not a number"
+    except ArgumentError:
+        problem = "SQLAlchemy cannot parse it"
+    else:
+        problem = None if parsed.port is None or 1 <= parsed.port <= 65535 else f"port {parsed.port} is not 1-65535"
+    if problem:
+        raise ConfigError(f"{variable}={redact_url(url)!r} is not a usable PostgreSQL URL: {problem} "
+                          "(expected postgresql://user[:password]@host[:port]/database)")
 
 
 @dataclass(frozen=True)
@@ -51,7 +71,13 @@ class DashboardSettings:
             raise ConfigError(
                 f"DASHBOARD_DATABASE_URL must start with postgresql:// (got {redact_url(explicit)!r})"
             )
-        url = explicit or reader_url(base_url or PostgresSettings.from_env(env).url)
+        if explicit:
+            check_url(explicit, "DASHBOARD_DATABASE_URL")
+            url = explicit
+        else:
+            writer = base_url or PostgresSettings.from_env(env).url
+            check_url(writer, "DATABASE_URL")
+            url = reader_url(writer)
         port = env_int(env, "DASHBOARD_PORT", 8501, 1)
         if port > 65535:
             raise ConfigError(f"DASHBOARD_PORT={port} is not a TCP port (1-65535)")

@@ -41,12 +41,15 @@ def settings_for(s: StackSettings, env: Mapping[str, str] | None = None) -> Dash
 
 def command(port: int) -> list[str]:
     """``streamlit run`` headless on loopback; no file watcher (nothing edits the app while it serves),
-    no usage statistics, and a viewer's toolbar (no "Deploy" button)."""
+    no usage statistics, a viewer's toolbar (no "Deploy" button), and no error details for viewers:
+    should the page ever raise, the browser gets Streamlit's generic line and the log the traceback
+    (``none``; ``false`` would still show the stack trace)."""
     return [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.address", HOST, "--server.port", str(port), "--server.headless", "true",
         "--server.fileWatcherType", "none", "--server.runOnSave", "false",
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+        "--client.showErrorDetails", "none",
     ]
 
 

@@ -10,7 +10,7 @@ from stockpulse.schema import FIELD_BY_NAME
 
 TICKS = pd.DataFrame({
     "stream_ts": pd.to_datetime([datetime(2026, 11, 22, 10, 0, s, tzinfo=timezone.utc) for s in (0, 0, 1, 1)]),
-    "date": pd.to_datetime(["2021-06-01"] * 4),
+    "date": pd.to_datetime(["2021-06-01"] * 4, utc=True),  # as queries.latest_ticks returns it
     "index": ["HSI", "NYA", "HSI", "NYA"],
     "close": [100.0, 200.0, 101.0, 198.0],
     "volume": [10.0, 20.0, 30.0, 40.0],
@@ -61,3 +61,17 @@ def test_relative_views_draw_their_baseline(name, field, baseline):
 def test_line_views_plot_over_stream_time():
     spec = main_layer(all_views()["close"].to_dict())
     assert (spec["encoding"]["x"]["field"], spec["encoding"]["x"]["type"]) == ("stream_ts", "temporal")
+
+
+def tooltip(spec: dict, field: str) -> dict:
+    return next(t for t in spec["encoding"]["tooltip"] if t["field"] == field)
+
+
+@pytest.mark.parametrize("name", ["close", "pct", "rebased"])
+def test_times_read_in_utc_whatever_the_viewers_time_zone(name):
+    spec = main_layer(all_views()[name].to_dict())
+    assert spec["encoding"]["x"]["scale"]["type"] == "utc"  # axis labels via utcFormat
+    for field, fmt in (("stream_ts", "%Y-%m-%d %H:%M:%S"), ("date", "%Y-%m-%d")):
+        # a custom format type naming Vega's utcFormat; "utc" would call Vega's utc() constructor
+        assert (tooltip(spec, field)["formatType"], tooltip(spec, field)["format"]) == ("utcFormat", fmt)
+

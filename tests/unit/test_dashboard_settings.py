@@ -45,10 +45,24 @@ def test_sqlalchemy_url_uses_psycopg3():
     ("DASHBOARD_DEFAULT_TICKS", "5", "at least 10"),
     ("DASHBOARD_DEFAULT_TICKS", "1000000", "more than the page shows"),
     ("DASHBOARD_DATABASE_URL", "mysql://u:pw@h/db", "must start with postgresql://"),
+    ("DASHBOARD_DATABASE_URL", "postgresql://u:pw@h:54x2/db", "its port is not a number"),
+    ("DASHBOARD_DATABASE_URL", "postgresql://u:pw@h:/db", "its port is not a number"),
+    ("DASHBOARD_DATABASE_URL", "postgresql://u:pw@h:99999/db", "port 99999 is not 1-65535"),
+    ("DATABASE_URL", "postgresql://app:pw@db:54x2/stocks", "its port is not a number"),
 ])
 def test_bad_values_fail_with_a_line_naming_the_variable(name, value, words):
     with pytest.raises(ConfigError) as caught:
         DashboardSettings.from_env({name: value})
     message = str(caught.value)
     assert name in message and words in message
-    assert "pw" not in message
+    assert ":pw@" not in message and "\n" not in message
+
+
+def test_a_url_sqlalchemy_parses_is_accepted():
+    for url in ("postgresql://u@h/db?sslmode=require", "postgresql://u@[::1]:5432/db", "postgresql:///db?host=/tmp"):
+        assert DashboardSettings.from_env({"DASHBOARD_DATABASE_URL": url}).database_url == url
+
+
+def test_a_bad_writer_url_is_checked_before_the_reader_is_derived():
+    with pytest.raises(ConfigError, match="DATABASE_URL='postgresql://app:\\*\\*\\*@db:5x/stocks'"):
+        DashboardSettings.from_env({}, base_url="postgresql://app:pw@db:5x/stocks")

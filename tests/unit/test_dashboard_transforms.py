@@ -49,6 +49,33 @@ def test_rebased_to_100():
     assert values(result, "rebased", "B") == pytest.approx([100.0, 90.0, 80.0])
 
 
+# Indices that start at different times (one begins trading later, one skips a holiday), out of order.
+STAGGERED = frame([
+    (3, "C", 80.0, 1, 80.0),
+    (0, "A", 200.0, 1, 200.0),
+    (2, "C", 64.0, 1, 64.0),
+    (1, "A", 150.0, 1, 150.0),
+    (3, "A", 250.0, 1, 250.0),
+    (1, "B", 10.0, 1, 10.0),
+    (3, "B", 12.5, 1, 12.5),
+])
+"""A from second 0; B from second 1 and not at 2; C from second 2."""
+STAGGERED_EXPECTED = {  # close over each index's own first close in the window, by hand
+    "A": [200 / 200, 150 / 200, 250 / 200],
+    "B": [10 / 10, 12.5 / 10],
+    "C": [64 / 64, 80 / 64],
+}
+
+
+def test_pct_change_and_rebased_use_each_indexs_own_first_tick_when_they_start_apart():
+    pct = queries.pct_change_from_first(STAGGERED)
+    rebased = queries.rebased_to_100(STAGGERED)
+    for index, ratios in STAGGERED_EXPECTED.items():
+        assert values(pct, "pct_change", index) == pytest.approx([(r - 1) * 100 for r in ratios])
+        assert values(rebased, "rebased", index) == pytest.approx([r * 100 for r in ratios])
+    assert values(pct, "pct_change", "C") == pytest.approx([0.0, 25.0])  # not relative to A's start
+
+
 def test_a_zero_first_close_gives_no_number_rather_than_infinity():
     result = queries.rebased_to_100(frame([(0, "Z", 0.0, 1, 0.0), (1, "Z", 5.0, 1, 5.0)]))
     assert math.isnan(result["rebased"].iloc[1])
