@@ -109,12 +109,52 @@ def _start_consumer(s: StackSettings) -> None:
         supervisor.start(s, paths)
 
 
+DRAIN_SECONDS = 60.0
+"""How long ``make down`` lets the consumer catch up before stopping it (embedded broker only)."""
+
+
+def drain(s: StackSettings, paths, timeout: float = DRAIN_SECONDS) -> int:
+    """Wait until both sinks committed everything the topic holds; returns the records left.
+
+    The embedded broker keeps messages in memory, so what the job has not committed when it
+    stops is gone with the broker. The producer is already stopped (services stop in reverse),
+    so the topic no longer grows; waiting for the slower sink keeps the lake and ``ticks_raw``
+    equal, which is what ``--resume`` relies on at the next ``make up``.
+    """
+    import time
+
+    from stockpulse.config import ConsumerSettings, local_path
+    from stockpulse.kafka_offsets import KafkaOffsetsError
+    from stockpulse.orchestration import health, supervisor
+
+    checkpoint_dir = local_path(ConsumerSettings.from_env().checkpoint_dir)
+    if not s.kafka.embedded or checkpoint_dir is None or supervisor.running_consumer(paths) is None:
+        return 0
+    deadline, left = time.monotonic() + timeout, 0
+    while True:
+        try:
+            left = health.observe(s, checkpoint_dir, paths).total_lag()
+        except (StockPulseError, KafkaOffsetsError, OSError) as exc:
+            logger.warning("cannot tell how far the consumer is (%s); stopping it now", exc)
+            return 0
+        if left == 0 or time.monotonic() > deadline:
+            break
+        logger.info("letting the consumer land the last %d records before stopping it", left)
+        time.sleep(1.0)
+    if left:
+        logger.warning("stopping the consumer with %d records not yet in both sinks after %.0f s: the in-memory "
+                       "broker loses them (the next 'make up' sends rows ticks_raw lacks again)", left, timeout)
+    return left
+
+
 def _stop_consumer(s: StackSettings) -> bool:
     # No supervisors' lock: Airflow is stopped before the consumer, and `make down` must not wait
     # out a catch-up holding that lock; the catch-up is the consumer, and is stopped with it.
     from stockpulse.orchestration import supervisor
 
-    return supervisor.stop(supervisor.ConsumerPaths.of(s))
+    paths = supervisor.ConsumerPaths.of(s)
+    drain(s, paths)
+    return supervisor.stop(paths)
 
 
 def _consumer_running(s: StackSettings) -> bool:
