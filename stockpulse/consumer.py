@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -54,6 +55,24 @@ class JobFiles:
             return cls(directory / ".stockpulse-job.lock", directory / ".stockpulse-job.heartbeat.json")
         key = hashlib.sha1(checkpoint_location.encode()).hexdigest()[:12]
         return cls(state_dir / "run" / f"job-{key}.lock", state_dir / "run" / f"job-{key}.heartbeat.json")
+
+
+_RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+
+
+def failure_summary(message: str) -> str:
+    """One line from a failed query's message: the error our Python code raised when the message
+    carries a Python worker's traceback (Spark puts it after a generic first line), else the
+    message's first line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    if any("Traceback (most recent call last)" in line for line in lines):
+        for line in reversed(lines):
+            raised = _RAISED.match(line)
+            if raised:
+                return f"{raised.group(1)}: {raised.group(2)}"
+    return lines[0]
 
 
 def lock_pid(lock_file: Path) -> int | None:
@@ -213,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         for query in queries:
             query.stop()
     except Exception as exc:  # a failed query: its message, not a JVM stack trace
-        message = str(getattr(exc, "desc", None) or exc).strip().splitlines()
-        print(f"consumer: error: query failed: {message[0] if message else type(exc).__name__}", file=sys.stderr)
+        print(f"consumer: error: query failed: {failure_summary(str(getattr(exc, 'desc', None) or exc))}",
+              file=sys.stderr)
         logger.debug("query failure", exc_info=True)
         return 1
     logger.info("all queries finished")

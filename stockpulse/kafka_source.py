@@ -226,7 +226,33 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def reportLatestOffset(self) -> dict | None:
         return None
 
+    def _planned_topic_gone(self, end: dict) -> bool:
+        """True when the batch ending at ``end`` was planned against a topic that has since been
+        deleted and created again; raises instead when failOnDataLoss is on.
+
+        Spark replays a batch that was planned but not committed when the job stopped. If the
+        embedded broker restarted meanwhile, the offsets of that plan name records that are gone,
+        while the new topic's records at the same offsets are others: reading them would wait
+        until the new topic grows that far, then take the wrong records.
+        """
+        planned = self._topic_id(end)
+        if planned is None:
+            return False
+        current, _ = describe_topic(self.bootstrap, self.topic)
+        if current == planned:
+            return False
+        problem = (f"a batch of {self.topic} planned before the job stopped cannot be read: the topic was deleted "
+                   "and created again since (its id changed; the embedded broker keeps messages in memory, so "
+                   "restarting it does this)")
+        if self.fail_on_data_loss:
+            raise KafkaSourceError(problem + ". Set FAIL_ON_DATA_LOSS=false to skip it and read the new topic "
+                                   "from its start, or run 'python clear_outputs.py --yes' to start over")
+        logger.warning("%s; skipping that batch (failOnDataLoss=false)", problem)
+        return True
+
     def partitions(self, start: dict, end: dict) -> list[OffsetRange]:
+        if self._planned_topic_gone(end):
+            return []
         finish = self._unwrap(end)
         if self._topic_id(start) not in (None, self._topic_id(end)):
             begin: dict[int, int] = {}  # a recreated topic is read from its start

@@ -49,3 +49,18 @@ def test_the_heartbeat_names_each_query_and_its_latest_trigger(tmp_path):
     assert beats["ticks_to_postgres"] is None and beats["ticks_to_parquet"] > 0
     assert read_heartbeat(path, 1) is None  # another run's file proves nothing about this one
     assert read_heartbeat(tmp_path / "missing.json", 4242) is None
+
+
+def test_a_failed_query_is_summed_up_by_the_error_our_code_raised():
+    from stockpulse.consumer import failure_summary
+
+    spark_message = (
+        "[PYTHON_EXCEPTION] An exception was thrown from the Python worker: Traceback (most recent call last):\n"
+        '  File "/x/pyspark/worker.py", line 10, in main\n    process()\n'
+        "stockpulse.kafka_source.KafkaSourceError: topic t was deleted and created again. Set FAIL_ON_DATA_LOSS=false\n"
+        "\tat org.apache.spark.api.python.BasePythonRunner(PythonRunner.scala:1)\n"
+    )
+    assert failure_summary(spark_message) == (
+        "KafkaSourceError: topic t was deleted and created again. Set FAIL_ON_DATA_LOSS=false")
+    assert failure_summary("[STREAM_FAILED] something broke\n\tat org.apache.X") == "[STREAM_FAILED] something broke"
+    assert failure_summary("") == "unknown error"
