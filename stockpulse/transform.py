@@ -40,13 +40,24 @@ def _optimizer_barrier(column: Column) -> Column:
     return F.when(F.spark_partition_id() < 0, F.lit(None).cast("string")).otherwise(column)
 
 
+def _sanitized(text: Column) -> Column:
+    """``text`` as valid UTF-8 without NUL characters (PostgreSQL's TEXT rejects both).
+
+    The repair runs only on the rare value that needs it: applied to every row, ``translate`` made
+    parsing ~2x slower (measured: 2.0 s against 0.8-1.1 s per 100k messages), while the two checks
+    guarding it are cheap scans. Both branches give the same string for a value that is already clean.
+    """
+    clean = F.is_valid_utf8(text) & (F.instr(text, "\u0000") == 0)
+    return F.when(clean, text).otherwise(F.translate(F.make_valid_utf8(text), "\u0000", ""))
+
+
 def to_ticks(records: DataFrame) -> DataFrame:
     """Kafka rows (official source shape) -> contract columns + trade_value + lineage + reason.
 
     Rows with a non-null ``dead_letter_reason`` carry ``kafka_key`` and ``raw_value`` so the
     Postgres sink can file them as dead letters; the Parquet sink keeps only valid rows.
     """
-    raw = F.translate(F.make_valid_utf8(records["value"].cast("string")), "\u0000", "")
+    raw = _sanitized(records["value"].cast("string"))
     parsed = F.from_json(raw, spark_tick_schema(), {"mode": "PERMISSIVE"})
     volume = F.col("t.volume").cast("DECIMAL(19,0)")
     enriched = records.select(

