@@ -144,6 +144,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.fail_on_data_loss = str(options.get("failOnDataLoss", "true")).lower() != "false"
         self.poll_timeout = float(options.get("kafkaConsumer.pollTimeoutMs", "120000")) / 1000
         self.target: dict[int, int] | None = None
+        self._seen_topic_id: str | None = None  # the id latestOffset last saw: plans made since are current
 
     # -- offsets ------------------------------------------------------------------------------
     def _wrap(self, offsets: dict[int, int], topic_id: str) -> dict:
@@ -203,6 +204,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         topic_id, partitions = describe_topic(self.bootstrap, self.topic)
+        self._seen_topic_id = topic_id
         recreated = self._topic_id(start) not in (None, topic_id)
         begin = {} if recreated else self._unwrap(start)
         marks = watermarks(self.bootstrap, self.topic, partitions, begin)
@@ -236,8 +238,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         until the new topic grows that far, then take the wrong records.
         """
         planned = self._topic_id(end)
-        if planned is None:
-            return False
+        if planned is None or planned == self._seen_topic_id:
+            return False  # planned by this reader against the topic it just described: no second lookup
         current, _ = describe_topic(self.bootstrap, self.topic)
         if current == planned:
             return False
