@@ -88,10 +88,18 @@ class KafkaSettings:
     partitions: int  # KAFKA_TOPIC_PARTITIONS, used when the project creates the topic
     embedded: bool  # true when KAFKA_BOOTSTRAP_SERVERS is unset
     embedded_port: int  # KAFKA_EMBEDDED_PORT
+    embedded_controller_port: int = 9093  # KAFKA_EMBEDDED_CONTROLLER_PORT (the KRaft controller listener)
+    embedded_heap: str = "512m"  # KAFKA_EMBEDDED_HEAP: the embedded broker's JVM heap (-Xms/-Xmx)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "KafkaSettings":
         port = env_int(env, "KAFKA_EMBEDDED_PORT", 9092, 1)
+        controller_port = env_int(env, "KAFKA_EMBEDDED_CONTROLLER_PORT", 9093, 1)
+        if controller_port == port:
+            raise ConfigError(f"KAFKA_EMBEDDED_CONTROLLER_PORT={controller_port} must differ from KAFKA_EMBEDDED_PORT")
+        heap = env_str(env, "KAFKA_EMBEDDED_HEAP", "512m").lower()
+        if not re.fullmatch(r"\d+[mg]", heap):
+            raise ConfigError(f"KAFKA_EMBEDDED_HEAP={heap!r}: use a JVM size such as 512m or 1g")
         external = env_str(env, "KAFKA_BOOTSTRAP_SERVERS", "")
         topic = env_str(env, "KAFKA_TOPIC", "stock_ticks")
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
@@ -102,6 +110,8 @@ class KafkaSettings:
             partitions=env_int(env, "KAFKA_TOPIC_PARTITIONS", 3, 1),
             embedded=not external,
             embedded_port=port,
+            embedded_controller_port=controller_port,
+            embedded_heap=heap,
         )
 
 

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from stockpulse.config import StackSettings
         from stockpulse.db import apply_init_sql
-        from stockpulse.job import JobSettings, build_session, start_queries, wait_for
+        from stockpulse.job import JobSettings, build_session, connector_jars, start_queries, wait_for
         from stockpulse.lake import remove_uncommitted
 
         job = JobSettings.from_env()
@@ -217,9 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat = Heartbeat(files.heartbeat, os.getpid())
         apply_init_sql(job.postgres.url)
         remove_uncommitted(job.consumer.lake_path)
-        spark = build_session(job.consumer, args.master)
+        spark = build_session(job.consumer, args.master, connector_jars(job.consumer.kafka_source))
         ship_package(spark)
-        spark.streams.addListener(heartbeat_listener(heartbeat))
+        listener = heartbeat_listener(heartbeat)
+        spark.streams.addListener(listener)
         queries = start_queries(spark, job, once=args.once)
         heartbeat.expect(queries)
     except StockPulseError as exc:
@@ -240,4 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.progress_file:
         progress = {q.name: [json.loads(p.json) for p in q.recentProgress] for q in queries}
         args.progress_file.write_text(json.dumps(progress, indent=1, default=str))
+    # Detach the Python listener before the JVM goes: events still queued would otherwise call
+    # back into a Python process that is exiting and print Py4J stack traces after a clean run.
+    spark.streams.removeListener(listener)
+    spark.stop()
     return 0

@@ -30,17 +30,65 @@ class JobSettings:
         return cls(ConsumerSettings.from_env(), KafkaSettings.from_env(), PostgresSettings.from_env())
 
 
-def build_session(settings: ConsumerSettings, master: str | None = None):
-    """A SparkSession for the job; under spark-submit its --master wins over SPARK_MASTER."""
+def connector_submitted(conf) -> bool:
+    """True when spark-submit already put the connector on the classpath (``--packages``/``--jars``)."""
+    named = ",".join(conf.get(key, "") or "" for key in ("spark.jars.packages", "spark.jars"))
+    return "spark-sql-kafka-0-10" in named
+
+
+def connector_jars(wanted: str, conf=None) -> list[str]:
+    """The jars to add so ``format("kafka")`` works; empty when none are needed or none can be had.
+
+    ``python`` needs none; under ``spark-submit --packages`` Spark has them already; otherwise the
+    project resolves the connector matching pyspark from the Maven registry once and reuses the
+    cached jars (:mod:`stockpulse.services.jars`). A machine that cannot reach the registry falls
+    back to the project's reader under ``auto`` and stops with one line under ``builtin``.
+    """
+    from pyspark import SparkConf
+
+    from stockpulse.errors import ConfigError, ServiceError
+    from stockpulse.services.jars import spark_kafka_jars, spark_kafka_package
+
+    if wanted == "python":
+        return []
+    conf = conf if conf is not None else SparkConf()
+    if connector_submitted(conf):
+        return []
+    if conf.contains("spark.app.id") or "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Under spark-submit the JVM is already running: jars added now would not reach the driver.
+        if wanted == "builtin":
+            raise ConfigError(f"KAFKA_SOURCE=builtin under spark-submit needs --packages {spark_kafka_package()}")
+        logger.warning("spark-submit without --packages %s: reading Kafka with the project's Python reader",
+                       spark_kafka_package())
+        return []
+    try:
+        return [str(jar) for jar in spark_kafka_jars()]
+    except ServiceError as exc:
+        if wanted == "builtin":
+            raise ConfigError(f"KAFKA_SOURCE=builtin but the Kafka connector is unavailable: {exc}") from None
+        logger.warning("%s; reading Kafka with the project's Python reader instead (KAFKA_SOURCE=python "
+                       "says so explicitly)", exc)
+        return []
+
+
+def build_session(settings: ConsumerSettings, master: str | None = None, jars: list[str] = ()):
+    """A SparkSession for the job; under spark-submit its --master wins over SPARK_MASTER.
+
+    ``jars`` go into ``spark.jars`` before the JVM starts, which puts them on the driver's
+    classpath and ships them to executors, as ``spark-submit --jars`` would.
+    """
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
     # Workers must run this interpreter (the venv's), not whatever `python3` is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    conf = SparkConf()
     builder = SparkSession.builder.appName("stockpulse-consumer")
-    if master or not SparkConf().contains("spark.master"):
+    if master or not conf.contains("spark.master"):
         builder = builder.master(master or settings.master)
+    if jars:
+        builder = builder.config("spark.jars", ",".join([*filter(None, [conf.get("spark.jars", "")]), *jars]))
     spark = (
         builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
@@ -55,41 +103,29 @@ def build_session(settings: ConsumerSettings, master: str | None = None):
 
 def builtin_kafka_available(spark) -> bool:
     """True when the official spark-sql-kafka connector is on the classpath."""
-    try:
-        spark._jvm.java.lang.Class.forName(BUILTIN_KAFKA_CLASS)
-        return True
-    except Exception:  # py4j raises a generic Py4JJavaError for ClassNotFoundException
-        return False
+    # Through Spark's own loader: jars from spark.jars / --packages live in the context class
+    # loader, which a plain Class.forName from py4j does not consult.
+    return bool(spark._jvm.org.apache.spark.util.Utils.classIsLoadable(BUILTIN_KAFKA_CLASS))
 
 
-def use_official_source(wanted: str, on_classpath: bool, embedded_broker: bool) -> bool:
-    """Whether to read with ``format("kafka")``: ``builtin`` insists, ``python`` refuses, and
-    ``auto`` takes it when the jar is there, except against the embedded tansu broker, whose
-    ListOffsets(LATEST) answers are too low (FINDINGS trap 1): the official source sizes every
-    batch from them and would fall ever further behind, where the project's reader uses the
-    fetch-derived high watermark."""
+def use_official_source(wanted: str, on_classpath: bool) -> bool:
+    """Whether to read with ``format("kafka")``: ``python`` refuses, ``builtin`` insists, and
+    ``auto`` (the default) takes it whenever the connector is on the classpath."""
+    from stockpulse.errors import ConfigError
+    from stockpulse.services.jars import spark_kafka_package
+
     if wanted == "python":
         return False
-    if wanted == "builtin":
-        return True
-    return on_classpath and not embedded_broker
+    if wanted == "builtin" and not on_classpath:
+        raise ConfigError(
+            f"KAFKA_SOURCE=builtin but the spark-sql-kafka connector is not on the classpath: run spark-submit "
+            f"with --packages {spark_kafka_package()}, or use KAFKA_SOURCE=auto")
+    return on_classpath
 
 
 def kafka_records(spark, job: JobSettings, query_name: str):
     """A streaming DataFrame of Kafka records from the official source or the project's reader."""
-    from stockpulse.errors import ConfigError
-
-    wanted = job.consumer.kafka_source
-    builtin = builtin_kafka_available(spark)
-    if wanted == "builtin" and not builtin:
-        raise ConfigError(
-            "KAFKA_SOURCE=builtin but the spark-sql-kafka jar is not on the classpath: run spark-submit "
-            "with --packages org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version>, or use KAFKA_SOURCE=auto"
-        )
-    use_builtin = use_official_source(wanted, builtin, job.kafka.embedded)
-    if builtin and not use_builtin and wanted == "auto":
-        logger.info("the spark-sql-kafka jar is on the classpath, but the embedded tansu broker under-reports "
-                    "its latest offsets to it; using the project's reader (KAFKA_SOURCE=builtin forces the jar)")
+    use_builtin = use_official_source(job.consumer.kafka_source, builtin_kafka_available(spark))
     if use_builtin:
         source = "kafka"
     else:

@@ -52,6 +52,25 @@ def describe_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> tuple[s
     return str(description.topic_id), sorted(p.id for p in description.partitions)
 
 
+def topic_partitions(bootstrap: str, topic: str, timeout: float = 15.0) -> list[int]:
+    """Partition ids of ``topic``; empty when it does not exist. Never creates the topic."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10_000, "log_level": 0,
+                         "allow.auto.create.topics": False})
+    try:
+        metadata = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+    except KafkaException as exc:
+        raise KafkaOffsetsError(f"Kafka at {bootstrap} does not answer: "
+                                f"{exc.args[0].str() if exc.args else exc}") from None
+    if metadata is None or (metadata.error is not None and metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+        return []
+    if metadata.error is not None:
+        raise KafkaOffsetsError(f"cannot read topic {topic!r} on {bootstrap}: {metadata.error.str()}")
+    return sorted(metadata.partitions)
+
+
 def watermarks(bootstrap: str, topic: str, partitions: list[int], positions: dict[int, int] | None,
                timeout: float = 15.0) -> dict[int, tuple[int, int]]:
     """{partition: (low, high)} for ``partitions`` of ``topic``, from real fetch responses.

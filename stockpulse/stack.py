@@ -67,11 +67,19 @@ def _postgres_running(s: StackSettings) -> bool:
 
 
 # -- broker -----------------------------------------------------------------------------------
+def embedded_kafka(s: StackSettings):
+    from stockpulse.services.broker import EmbeddedKafka
+
+    return EmbeddedKafka(s.state_dir / "kafka", s.kafka.embedded_port, s.kafka.embedded_controller_port,
+                         _log_file(s, "broker"), _pid_file(s, "broker"), heap=s.kafka.embedded_heap,
+                         partitions=s.kafka.partitions)
+
+
 def _start_broker(s: StackSettings) -> None:
-    from stockpulse.services.broker import ensure_topic, start_broker
+    from stockpulse.services.broker import ensure_topic
 
     if s.kafka.embedded:
-        start_broker("127.0.0.1", s.kafka.embedded_port, s.state_dir)
+        embedded_kafka(s).start()
     ensure_topic(s.kafka.bootstrap_servers, s.kafka.topic, s.kafka.partitions)
 
 
@@ -81,9 +89,16 @@ def _broker_running(s: StackSettings) -> bool:
 
 
 def _stop_broker(s: StackSettings) -> bool:
-    from stockpulse.services.broker import stop_broker
+    return embedded_kafka(s).stop() if s.kafka.embedded else False
 
-    return stop_broker(s.state_dir) if s.kafka.embedded else False
+
+def _describe_broker(s: StackSettings) -> str:
+    where = f"{s.kafka.bootstrap_servers}, topic {s.kafka.topic}"
+    if not s.kafka.embedded:
+        return f"{where} (external)"
+    from stockpulse.services.jars import KAFKA_BROKER, pinned_version
+
+    return f"{where} (embedded Apache Kafka {pinned_version(KAFKA_BROKER, 'kafka_2.13')}, data in {s.state_dir / 'kafka'})"
 
 
 # -- jobs -------------------------------------------------------------------------------------
@@ -92,10 +107,6 @@ def job_env(s: StackSettings) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("PYSPARK_PYTHON", sys.executable)
-    if s.kafka.embedded:
-        # The embedded broker keeps messages in memory: after it restarts the topic is new and
-        # the checkpoints point past its end. Read the new topic from its start instead of failing.
-        env.setdefault("FAIL_ON_DATA_LOSS", "false")
     return env
 
 
@@ -109,52 +120,12 @@ def _start_consumer(s: StackSettings) -> None:
         supervisor.start(s, paths)
 
 
-DRAIN_SECONDS = 60.0
-"""How long ``make down`` lets the consumer catch up before stopping it (embedded broker only)."""
-
-
-def drain(s: StackSettings, paths, timeout: float = DRAIN_SECONDS) -> int:
-    """Wait until both sinks committed everything the topic holds; returns the records left.
-
-    The embedded broker keeps messages in memory, so what the job has not committed when it
-    stops is gone with the broker. The producer is already stopped (services stop in reverse),
-    so the topic no longer grows; waiting for the slower sink keeps the lake and ``ticks_raw``
-    equal, which is what ``--resume`` relies on at the next ``make up``.
-    """
-    import time
-
-    from stockpulse.config import ConsumerSettings, local_path
-    from stockpulse.kafka_offsets import KafkaOffsetsError
-    from stockpulse.orchestration import health, supervisor
-
-    checkpoint_dir = local_path(ConsumerSettings.from_env().checkpoint_dir)
-    if not s.kafka.embedded or checkpoint_dir is None or supervisor.running_consumer(paths) is None:
-        return 0
-    deadline, left = time.monotonic() + timeout, 0
-    while True:
-        try:
-            left = health.observe(s, checkpoint_dir, paths).total_lag()
-        except (StockPulseError, KafkaOffsetsError, OSError) as exc:
-            logger.warning("cannot tell how far the consumer is (%s); stopping it now", exc)
-            return 0
-        if left == 0 or time.monotonic() > deadline:
-            break
-        logger.info("letting the consumer land the last %d records before stopping it", left)
-        time.sleep(1.0)
-    if left:
-        logger.warning("stopping the consumer with %d records not yet in both sinks after %.0f s: the in-memory "
-                       "broker loses them (the next 'make up' sends rows ticks_raw lacks again)", left, timeout)
-    return left
-
-
 def _stop_consumer(s: StackSettings) -> bool:
     # No supervisors' lock: Airflow is stopped before the consumer, and `make down` must not wait
     # out a catch-up holding that lock; the catch-up is the consumer, and is stopped with it.
     from stockpulse.orchestration import supervisor
 
-    paths = supervisor.ConsumerPaths.of(s)
-    drain(s, paths)
-    return supervisor.stop(paths)
+    return supervisor.stop(supervisor.ConsumerPaths.of(s))
 
 
 def _consumer_running(s: StackSettings) -> bool:
@@ -207,10 +178,7 @@ SERVICES: list[Service] = [
     Service("postgres", True, _start_postgres, _stop_postgres,
             lambda s: f"{redact_url(s.postgres.url)}" + (" (embedded)" if s.postgres.embedded else " (external)"),
             _postgres_running),
-    Service("broker", True, _start_broker, _stop_broker,
-            lambda s: f"{s.kafka.bootstrap_servers}, topic {s.kafka.topic}"
-            + (" (embedded tansu, in memory)" if s.kafka.embedded else " (external)"),
-            _broker_running),
+    Service("broker", True, _start_broker, _stop_broker, _describe_broker, _broker_running),
     Service("consumer", False, _start_consumer, _stop_consumer,
             lambda s: f"Spark job, log {_log_file(s, 'consumer')}", _consumer_running),
     Service("producer", False, _start_producer, _producer_stop,

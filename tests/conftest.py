@@ -65,16 +65,26 @@ def database_url(pg_server):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory):
-    """An embedded tansu broker on a free port; yields its bootstrap address."""
-    from stockpulse.services.broker import start_broker, stop_broker
+def embedded_kafka(home: Path):
+    """An Apache Kafka node on free ports under ``home`` (not started)."""
+    from stockpulse.services.broker import EmbeddedKafka
 
-    state = tmp_path_factory.mktemp("broker")
-    port = free_port()
-    start_broker("127.0.0.1", port, state)
-    yield f"127.0.0.1:{port}"
-    stop_broker(state)
+    return EmbeddedKafka(home, free_port(), free_port(), home / "broker.log", home / "broker.pid", heap="384m")
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory):
+    """One Apache Kafka node (KRaft) for the whole session; yields the server object."""
+    server = embedded_kafka(tmp_path_factory.mktemp("kafka"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(kafka_server):
+    """The session broker's bootstrap address."""
+    return kafka_server.bootstrap
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def start_hint(embedded: bool, variable: str) -> str:
 
 def check_broker(s: StackSettings) -> list[int]:
     """The topic's partitions; raises when no broker answers or the topic is missing."""
-    from stockpulse.services.broker import topic_partitions
+    from stockpulse.kafka_offsets import KafkaOffsetsError, topic_partitions
 
     addresses = broker_addresses(s.kafka.bootstrap_servers)
     if not any(processes.port_open(host, port, timeout=3) for host, port in addresses):
@@ -38,8 +38,8 @@ def check_broker(s: StackSettings) -> list[int]:
                            f"{start_hint(s.kafka.embedded, 'KAFKA_BOOTSTRAP_SERVERS')}")
     try:
         partitions = topic_partitions(s.kafka.bootstrap_servers, s.kafka.topic)
-    except Exception as exc:  # kafka-python raises many types; the message is what matters here
-        raise ServiceError(f"Kafka broker at {s.kafka.bootstrap_servers} does not answer: {exc}: "
+    except KafkaOffsetsError as exc:
+        raise ServiceError(f"{exc}: "
                            f"{start_hint(s.kafka.embedded, 'KAFKA_BOOTSTRAP_SERVERS')}") from None
     if not partitions:
         raise ServiceError(f"topic {s.kafka.topic!r} does not exist on {s.kafka.bootstrap_servers}: "

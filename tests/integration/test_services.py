@@ -1,7 +1,8 @@
 """The embedded services the project starts: PostgreSQL with its schema, and the broker."""
 
 from stockpulse import db
-from stockpulse.services.broker import ensure_topic, topic_partitions
+from stockpulse.kafka_offsets import topic_partitions
+from stockpulse.services.broker import ensure_topic
 
 
 def test_init_sql_is_idempotent_and_creates_tables(database_url):

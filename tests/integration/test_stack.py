@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stockpulse.services.broker import topic_partitions
+from stockpulse.kafka_offsets import topic_partitions
 from stockpulse.services.processes import free_port, port_open
 from tests.conftest import run_cli
 

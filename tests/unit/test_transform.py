@@ -81,9 +81,26 @@ def test_malformed_messages_get_a_reason_and_stay_out_of_the_lake(spark, value, 
     assert valid_ticks(ticks).count() == 1
 
 
-@pytest.mark.parametrize("wanted, on_classpath, embedded, expected", [
-    ("auto", True, False, True), ("auto", False, False, False), ("auto", True, True, False),
-    ("python", True, False, False), ("builtin", True, True, True),
+@pytest.mark.parametrize("wanted, on_classpath, expected", [
+    ("auto", True, True), ("auto", False, False), ("python", True, False), ("builtin", True, True),
 ])
-def test_which_kafka_source_reads(wanted, on_classpath, embedded, expected):
-    assert use_official_source(wanted, on_classpath, embedded) is expected
+def test_which_kafka_source_reads(wanted, on_classpath, expected):
+    assert use_official_source(wanted, on_classpath) is expected
+
+
+def test_builtin_without_the_connector_is_one_clear_line():
+    from stockpulse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--packages org.apache.spark:spark-sql-kafka-0-10_2.13:"):
+        use_official_source("builtin", False)
+
+
+@pytest.mark.parametrize("conf, expected", [
+    ({"spark.jars.packages": "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"}, True),
+    ({"spark.jars": "/x/spark-sql-kafka-0-10_2.13-4.2.0.jar,/x/kafka-clients.jar"}, True),
+    ({"spark.jars": "/x/other.jar"}, False), ({}, False),
+])
+def test_a_connector_given_to_spark_submit_is_not_added_twice(conf, expected):
+    from stockpulse.job import connector_submitted
+
+    assert connector_submitted(conf) is expected

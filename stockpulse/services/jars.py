@@ -1,0 +1,159 @@
+"""JVM dependencies from the Maven registry: the Apache Kafka broker and Spark's Kafka connector.
+
+Why Maven and not ``spark-submit --packages`` alone: the same resolver serves both the broker
+(which Spark's Ivy cannot start) and the connector, honours the machine's Maven settings (a
+mirror, a proxy), and its answer is a plain directory of jars that the next start reuses without
+the network. The coordinates are pinned in ``jvm/<bundle>/pom.xml``; the resolved jars live in a
+cache outside the repository (``STOCKPULSE_JAR_CACHE``, default ``~/.cache/stockpulse/jars``),
+one directory per pom content, so changing a pin resolves again and nothing else does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+from stockpulse.config import PROJECT_ROOT
+from stockpulse.errors import ServiceError
+
+logger = logging.getLogger(__name__)
+
+JVM_DIR = PROJECT_ROOT / "jvm"
+KAFKA_BROKER = "kafka-broker"
+SPARK_KAFKA = "spark-kafka"
+RESOLVE_TIMEOUT_SECONDS = 900
+_COMPLETE = ".complete"
+_VERSIONED = re.compile(r"^(?P<name>.+?)-\d[\w.+-]*\.jar$")
+
+
+def cache_root(env: Mapping[str, str] = os.environ) -> Path:
+    """Where resolved jars are kept (STOCKPULSE_JAR_CACHE); shared by make up, tests and benchmarks."""
+    configured = env.get("STOCKPULSE_JAR_CACHE", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    base = env.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base) / "stockpulse" / "jars"
+
+
+def pom_of(bundle: str) -> Path:
+    return JVM_DIR / bundle / "pom.xml"
+
+
+def bundle_dir(bundle: str, root: Path) -> Path:
+    """The cache directory of ``bundle``: named after its pom's content, so a new pin is a new dir."""
+    digest = hashlib.sha256(pom_of(bundle).read_bytes()).hexdigest()[:12]
+    return root / f"{bundle}-{digest}"
+
+
+def pinned_version(bundle: str, artifact: str) -> str:
+    """The version the pom pins for ``artifact`` (the README and the spark-submit line quote it)."""
+    text = pom_of(bundle).read_text()
+    match = re.search(rf"<artifactId>{re.escape(artifact)}</artifactId>\s*<version>([^<]+)</version>", text)
+    if not match:
+        raise ServiceError(f"{pom_of(bundle)} pins no version of {artifact}")
+    return match.group(1)
+
+
+def artifact_name(jar: str) -> str:
+    """``kafka-clients-3.9.2.jar`` -> ``kafka-clients``: what two versions of one library share."""
+    match = _VERSIONED.match(jar)
+    return match.group("name") if match else jar.removesuffix(".jar")
+
+
+def cached_jars(bundle: str, root: Path | None = None) -> list[Path] | None:
+    """The jars of ``bundle`` when a previous resolution completed, else None (no network used)."""
+    directory = bundle_dir(bundle, root or cache_root())
+    if not (directory / _COMPLETE).is_file():
+        return None
+    return sorted(directory.glob("*.jar"))
+
+
+def maven_command() -> str:
+    """``mvn``, installed with apt when missing (as the README's set-up promises)."""
+    found = shutil.which("mvn")
+    if found:
+        return found
+    logger.info("Maven is missing: installing it (apt) to resolve the JVM dependencies")
+    result = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "install_system_packages.sh"), "maven"],
+                            capture_output=True, text=True)
+    found = shutil.which("mvn")
+    if result.returncode != 0 or not found:
+        raise ServiceError(f"Maven (mvn) is needed to fetch the JVM dependencies and could not be installed: "
+                           f"{(result.stderr or result.stdout).strip().splitlines()[-1:] or ['apt failed']}")
+    return found
+
+
+def _maven_error(output: str) -> str:
+    """The line of Maven's output that says what went wrong (not the advice that follows it)."""
+    errors = [line.split("[ERROR]", 1)[1].strip() for line in output.splitlines() if "[ERROR]" in line]
+    errors = [e for e in errors if e and not e.startswith(("->", "Re-run", "To see", "For more", "[Help"))]
+    return errors[0] if errors else (output.strip().splitlines() or ["no output"])[-1]
+
+
+def resolve(bundle: str, root: Path | None = None) -> list[Path]:
+    """The jars of ``bundle``, resolved from the Maven registry the first time and cached.
+
+    Concurrent callers (a test session and ``make up``) serialise on a lock; the copy is made in
+    a temporary directory and renamed into place, so a killed resolution leaves nothing half done.
+    """
+    from stockpulse.services.processes import acquire_lock
+
+    root = root or cache_root()
+    jars = cached_jars(bundle, root)
+    if jars is not None:
+        return jars
+    root.mkdir(parents=True, exist_ok=True)
+    lock = acquire_lock(root / f".{bundle}.lock", RESOLVE_TIMEOUT_SECONDS)
+    if lock is None:
+        raise ServiceError(f"another process has been resolving {bundle} for {RESOLVE_TIMEOUT_SECONDS} s; "
+                           f"remove {root} if it is stale")
+    try:
+        jars = cached_jars(bundle, root)
+        if jars is not None:
+            return jars
+        target = bundle_dir(bundle, root)
+        staging = Path(tempfile.mkdtemp(prefix=f".{bundle}-", dir=root))
+        logger.info("resolving %s from the Maven registry (%s), once; cached in %s", bundle, pom_of(bundle), target)
+        command = [maven_command(), "-B", "-q", "-f", str(pom_of(bundle)), "dependency:copy-dependencies",
+                   "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=RESOLVE_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ServiceError(f"resolving {bundle} from the Maven registry took over {RESOLVE_TIMEOUT_SECONDS} s") from None
+        if result.returncode != 0 or not any(staging.glob("*.jar")):
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ServiceError(f"cannot resolve {bundle} from the Maven registry: "
+                               f"{_maven_error(result.stdout + result.stderr)}")
+        (staging / _COMPLETE).write_text(" ".join(command[1:]) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+        return sorted(target.glob("*.jar"))
+    finally:
+        lock.close()
+
+
+def pyspark_jar_names() -> set[str]:
+    """Library names pyspark already ships in ``pyspark/jars`` (never load a second version)."""
+    import pyspark
+
+    return {artifact_name(jar.name) for jar in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+
+
+def spark_kafka_jars(root: Path | None = None) -> list[Path]:
+    """The official connector's jars that pyspark lacks (Hadoop, Scala, compression codecs are
+    pyspark's own: a second copy on the classpath is a conflict waiting to happen)."""
+    shipped = pyspark_jar_names()
+    return [jar for jar in resolve(SPARK_KAFKA, root) if artifact_name(jar.name) not in shipped]
+
+
+def spark_kafka_package() -> str:
+    """The ``--packages`` coordinate of the connector matching the pinned pyspark."""
+    return f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pinned_version(SPARK_KAFKA, 'spark-sql-kafka-0-10_2.13')}"
