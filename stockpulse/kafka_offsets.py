@@ -1,10 +1,8 @@
 """Where a Kafka topic stands: its id, partitions and real high watermarks, and its newest records.
 
 Shared by the Spark reader (:mod:`stockpulse.kafka_source`), the producer's ``--resume`` and
-Airflow's health check, none of which may size anything from ListOffsets: on tansu its LATEST
-answer is too low (see FINDINGS), while the high watermark carried by a fetch response is right.
-Client: confluent-kafka (librdkafka), whose fetch-derived watermarks ``get_watermark_offsets``
-exposes without joining a consumer group.
+Airflow's health check. Client: confluent-kafka (librdkafka), which answers all three without
+joining a consumer group, so nothing here ever moves a group's committed offsets.
 """
 
 from __future__ import annotations
@@ -71,35 +69,17 @@ def topic_partitions(bootstrap: str, topic: str, timeout: float = 15.0) -> list[
     return sorted(metadata.partitions)
 
 
-def watermarks(bootstrap: str, topic: str, partitions: list[int], positions: dict[int, int] | None,
-               timeout: float = 15.0) -> dict[int, tuple[int, int]]:
-    """{partition: (low, high)} for ``partitions`` of ``topic``, from real fetch responses.
+def watermarks(bootstrap: str, topic: str, partitions: list[int], timeout: float = 15.0) -> dict[int, tuple[int, int]]:
+    """{partition: (low, high)} for ``partitions`` of ``topic``, asked of the partition leaders."""
+    from confluent_kafka import KafkaException, TopicPartition
 
-    A tiny fetch at each known position (or at the beginning) returns the partition's high
-    watermark in its response; that value is right on every broker, unlike ListOffsets on tansu.
-    """
-    from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
-
-    consumer = make_consumer(bootstrap, **{"fetch.wait.max.ms": 10, "max.partition.fetch.bytes": 1,
-                                        "fetch.max.bytes": 1024, "message.max.bytes": 1024})
+    consumer = make_consumer(bootstrap)
     try:
-        positions = positions or {}
-        consumer.assign([TopicPartition(topic, p, positions.get(p, OFFSET_BEGINNING)) for p in partitions])
-        found: dict[int, tuple[int, int]] = {}
-        deadline = time.monotonic() + timeout
-        while len(found) < len(partitions):
-            for message in consumer.consume(64, timeout=0.05):
-                err = message.error()
-                if err is not None and err.code() not in (KafkaError._PARTITION_EOF, KafkaError.OFFSET_OUT_OF_RANGE):
-                    logger.debug("watermark probe: %s", err)
-            for p in partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
-                if high >= 0:
-                    found[p] = (max(low, 0), high)
-            if time.monotonic() > deadline:
-                missing = sorted(set(partitions) - set(found))
-                raise KafkaOffsetsError(f"no answer from {bootstrap} for {topic} partitions {missing} within {timeout:.0f} s")
-        return found
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
+                for p in partitions}
+    except KafkaException as exc:
+        raise KafkaOffsetsError(f"no offsets from {bootstrap} for {topic}: "
+                                f"{exc.args[0].str() if exc.args else exc}") from None
     finally:
         consumer.close()
 
@@ -107,13 +87,13 @@ def watermarks(bootstrap: str, topic: str, partitions: list[int], positions: dic
 def newest_records(bootstrap: str, topic: str, window: int, timeout: float = 30.0) -> dict[int, list[tuple]]:
     """{partition: [(key, value), ...]}: the last ``window`` records of each partition, oldest first.
 
-    Empty partitions map to an empty list. The range read is sized from fetch-derived high
-    watermarks, then confirmed by reaching either its last offset or the partition's end.
+    Empty partitions map to an empty list. The range read is sized from the high watermarks, then
+    confirmed by reaching either its last offset or the partition's end.
     """
     from confluent_kafka import KafkaError, TopicPartition
 
     _, partitions = describe_topic(bootstrap, topic)
-    marks = watermarks(bootstrap, topic, partitions, None)
+    marks = watermarks(bootstrap, topic, partitions)
     ranges = {p: (max(low, high - window), high) for p, (low, high) in marks.items()}
     records: dict[int, list[tuple]] = {p: [] for p in partitions}
     pending = {p for p, (lo, hi) in ranges.items() if lo < hi}

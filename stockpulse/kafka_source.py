@@ -1,16 +1,14 @@
 """A Kafka source for Spark Structured Streaming, written on Spark's Python Data Source API.
 
-Why it exists: the official ``format("kafka")`` connector is a jar from Maven Central, which is
-not reachable everywhere this project runs. This reader gives the same row shape (key, value,
-topic, partition, offset, timestamp, timestampType), the same offset JSON
-(``{"topic": {"0": 42}}``) kept in Spark's checkpoint, and the options users know:
-``kafka.bootstrap.servers``, ``subscribe``, ``startingOffsets``, ``maxOffsetsPerTrigger``,
-``failOnDataLoss``. The consumer job uses the official connector whenever its jar is on the
-classpath, and this one otherwise.
+Why it exists: the official ``format("kafka")`` connector is a jar from the Maven registry, and
+a machine that cannot reach the registry still deserves a working pipeline (``KAFKA_SOURCE=python``,
+or the fallback of ``auto``). This reader gives the same row shape (key, value, topic, partition,
+offset, timestamp, timestampType), the same offset JSON (``{"topic": {"0": 42}}``) kept in Spark's
+checkpoint, and the options users know: ``kafka.bootstrap.servers``, ``subscribe``,
+``startingOffsets``, ``maxOffsetsPerTrigger``, ``failOnDataLoss``.
 
-Client: confluent-kafka (librdkafka) in both driver and tasks. It consumed ~3.5x faster than
-kafka-python on these machines, and its fetch-derived high watermark is correct on tansu, whose
-ListOffsets(LATEST) answer is too low (see FINDINGS): offsets are never sized from ListOffsets.
+Client: confluent-kafka (librdkafka) in both driver and tasks; it consumed ~3.5x faster than
+kafka-python on these machines.
 """
 
 from __future__ import annotations
@@ -158,7 +156,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def initialOffset(self) -> dict:
         topic_id, partitions = describe_topic(self.bootstrap, self.topic)
-        marks = watermarks(self.bootstrap, self.topic, partitions, None)
+        marks = watermarks(self.bootstrap, self.topic, partitions)
         if self.starting == "earliest":
             return self._wrap({p: low for p, (low, _) in marks.items()}, topic_id)
         if self.starting == "latest":
@@ -173,7 +171,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         """Start positions after data-loss handling: fail, or skip to what the broker still has."""
         if recreated:
             problem = (f"topic {self.topic} was deleted and created again since the last batch (its id changed; "
-                       "the embedded broker keeps messages in memory, so restarting it does this)")
+                       "or its log directory was wiped)")
             if self.fail_on_data_loss:
                 raise KafkaSourceError(
                     problem + ". Set FAIL_ON_DATA_LOSS=false to read the new topic from its start, or run "
@@ -188,7 +186,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 continue
             if start[p] > high:
                 problem = (f"partition {p} of {self.topic}: the checkpoint is at offset {start[p]} but the broker "
-                           f"ends at {high}; the topic was recreated (the embedded broker keeps messages in memory)")
+                           f"ends at {high}; the topic was recreated or its log wiped")
             elif start[p] < low:
                 problem = f"partition {p} of {self.topic}: offsets {start[p]}..{low - 1} were deleted before they were read"
             else:
@@ -207,7 +205,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._seen_topic_id = topic_id
         recreated = self._topic_id(start) not in (None, topic_id)
         begin = {} if recreated else self._unwrap(start)
-        marks = watermarks(self.bootstrap, self.topic, partitions, begin)
+        marks = watermarks(self.bootstrap, self.topic, partitions)
         begin = self._check_loss(begin, marks, recreated)
         latest = {p: high for p, (_, high) in marks.items()}
         if self.target is not None:
@@ -222,7 +220,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def prepareForTriggerAvailableNow(self) -> None:
         _, partitions = describe_topic(self.bootstrap, self.topic)
-        self.target = {p: high for p, (_, high) in watermarks(self.bootstrap, self.topic, partitions, None).items()}
+        self.target = {p: high for p, (_, high) in watermarks(self.bootstrap, self.topic, partitions).items()}
         logger.info("availableNow: reading %s up to %s", self.topic, self.target)
 
     def reportLatestOffset(self) -> dict | None:
@@ -233,7 +231,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         deleted and created again; raises instead when failOnDataLoss is on.
 
         Spark replays a batch that was planned but not committed when the job stopped. If the
-        embedded broker restarted meanwhile, the offsets of that plan name records that are gone,
+        topic was deleted and created meanwhile, the offsets of that plan name records that are gone,
         while the new topic's records at the same offsets are others: reading them would wait
         until the new topic grows that far, then take the wrong records.
         """
@@ -244,8 +242,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if current == planned:
             return False
         problem = (f"a batch of {self.topic} planned before the job stopped cannot be read: the topic was deleted "
-                   "and created again since (its id changed; the embedded broker keeps messages in memory, so "
-                   "restarting it does this)")
+                   "and created again since (its id changed)")
         if self.fail_on_data_loss:
             raise KafkaSourceError(problem + ". Set FAIL_ON_DATA_LOSS=false to skip it and read the new topic "
                                    "from its start, or run 'python clear_outputs.py --yes' to start over")

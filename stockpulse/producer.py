@@ -19,7 +19,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from stockpulse.config import PROJECT_ROOT, KafkaSettings, PostgresSettings
+from stockpulse.config import PROJECT_ROOT, KafkaSettings
 from stockpulse.errors import ServiceError, StockPulseError
 from stockpulse.resume import ResumePoint
 from stockpulse.replay import BadRow, TickRow, check_header, encode_message, format_stream_ts, group_ticks, read_rows
@@ -189,35 +189,14 @@ def build_parser(defaults: KafkaSettings) -> argparse.ArgumentParser:
     parser.add_argument("--start-date", type=_iso_date, default=None, metavar="YYYY-MM-DD",
                         help="skip trading dates before this one (1997-07-02 is the first with all five indices)")
     parser.add_argument("--resume", action="store_true",
-                        help="skip rows the topic or ticks_raw (DATABASE_URL) already holds, so a killed or "
-                             "repeated replay continues where it left off instead of sending history twice")
+                        help="skip rows the topic already holds, so a killed or repeated replay continues "
+                             "where it left off instead of sending history twice")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return parser
 
 
-def landed_in_table(database_url: str) -> dict[str, date]:
-    """Each index's newest date in ``ticks_raw``, or {} (with a warning) when the table cannot be read.
-
-    Resuming still works from the topic alone then; the table only matters after the embedded
-    broker lost its messages (see :mod:`stockpulse.resume`).
-    """
-    from stockpulse.config import redact_url
-    from stockpulse.db import connect
-    from stockpulse.resume import LANDED_DATES_SQL
-
-    try:
-        with connect(database_url, connect_timeout=5) as conn:
-            return {index: day for index, day in conn.execute(LANDED_DATES_SQL).fetchall() if day is not None}
-    except Exception as exc:  # noqa: BLE001 - psycopg errors and ServiceError alike: resume from the topic only
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        logger.warning("--resume: cannot read ticks_raw at %s (%s); resuming from the topic alone",
-                       redact_url(database_url), reason)
-        return {}
-
-
-def find_resume_point(bootstrap_servers: str, topic: str, database_url: str | None = None) -> ResumePoint:
-    """Read the newest records of ``topic`` (and ``ticks_raw`` when a URL is given) and say where
-    the replay stands."""
+def find_resume_point(bootstrap_servers: str, topic: str) -> ResumePoint:
+    """Read the newest records of ``topic`` and say where the replay stands."""
     from stockpulse.kafka_offsets import KafkaOffsetsError, newest_records
     from stockpulse.resume import TAIL_WINDOW, resume_point
 
@@ -225,7 +204,7 @@ def find_resume_point(bootstrap_servers: str, topic: str, database_url: str | No
         records = newest_records(bootstrap_servers, topic, TAIL_WINDOW)
     except KafkaOffsetsError as exc:
         raise ServiceError(f"--resume: {exc}") from None
-    point = resume_point(records, landed_in_table(database_url) if database_url else None)
+    point = resume_point(records)
     logger.info("--resume: %s", point.describe())
     return point
 
@@ -267,7 +246,7 @@ def _run(argv: list[str] | None, stop: threading.Event) -> int:
             raise StockPulseError("--tick-interval and --limit must not be negative")
         check_header(args.csv)
         producer = make_producer(args.bootstrap_servers)
-        resume = (find_resume_point(args.bootstrap_servers, args.topic, PostgresSettings.from_env().url)
+        resume = (find_resume_point(args.bootstrap_servers, args.topic)
                   if args.resume else None)
     except StockPulseError as exc:
         print(f"producer: error: {exc}", file=sys.stderr)

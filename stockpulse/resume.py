@@ -14,12 +14,10 @@ topic. For an index not seen there, every row it has dated before the tail's las
 before that last record, hence landed (and is older than the tail). Rows dated on or after it
 still have to go. An empty partition has received nothing.
 
-The topic alone forgets: the embedded broker keeps messages in memory, so after `make down` and
-`make up` it is empty although the sinks hold the first half of the replay. The consumer commits
-each partition in offset order, hence in trading-date order per index, so the newest date of an
-index in ``ticks_raw`` also means "everything before it landed": a row is skipped when the topic
-*or* the table says it landed. Pure functions only; reading the tail is
-:func:`stockpulse.kafka_offsets.newest_records`, reading the table :data:`LANDED_DATES_SQL`.
+The topic is durable (the embedded broker keeps its log on disk, a real cluster replicates it),
+so it is the only witness needed: the sinks are not consulted, and what another topic or an old
+run left in ``ticks_raw`` cannot make the producer skip anything. Pure functions only; reading
+the tail is :func:`stockpulse.kafka_offsets.newest_records`.
 """
 
 from __future__ import annotations
@@ -76,20 +74,15 @@ def summarise_tail(values: Iterable[bytes | None]) -> PartitionTail:
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """Decides, row by row, whether a row of the CSV already landed (in the topic or in ticks_raw)."""
+    """Decides, row by row, whether a row of the CSV already landed in the topic."""
 
     tails: Mapping[int, PartitionTail]
-    sink_last: Mapping[str, date] = field(default_factory=dict)
-    """Each index's newest trading date already in ``ticks_raw`` (empty when not consulted)."""
 
     @property
     def partitions(self) -> int:
         return len(self.tails)
 
     def landed(self, row: TickRow) -> bool:
-        in_sink = self.sink_last.get(row.index)
-        if in_sink is not None and row.date <= in_sink:
-            return True
         tail = self.tails.get(key_partition(row.index.encode(), self.partitions))
         if tail is None or tail.last_date is None:
             return False
@@ -100,28 +93,16 @@ class ResumePoint:
 
     @property
     def empty(self) -> bool:
-        return all(t.last_date is None for t in self.tails.values()) and not self.sink_last
+        return all(t.last_date is None for t in self.tails.values())
 
     def describe(self) -> str:
         """One line for the log: where the topic and the table stand."""
         if self.empty:
-            return "neither the topic nor ticks_raw holds ticks yet: starting from the beginning"
-        parts = []
-        topic_dates = [t.last_date for t in self.tails.values() if t.last_date is not None]
-        if topic_dates:
-            parts.append(f"the topic holds ticks up to {max(topic_dates).isoformat()}")
-        if self.sink_last:
-            parts.append(f"ticks_raw holds ticks up to {max(self.sink_last.values()).isoformat()}")
-        return " and ".join(parts) + ": sending only the rows that have not landed"
+            return "the topic holds no ticks yet: starting from the beginning"
+        newest = max(t.last_date for t in self.tails.values() if t.last_date is not None)
+        return f"the topic holds ticks up to {newest.isoformat()}: sending only the rows that have not landed"
 
 
-def resume_point(records: Mapping[int, list[tuple]], sink_last: Mapping[str, date] | None = None) -> ResumePoint:
-    """A :class:`ResumePoint` from ``{partition: [(key, value), ...]}`` (oldest first) and, when
-    known, each index's newest date in ``ticks_raw``."""
-    tails = {p: summarise_tail(value for _key, value in rows) for p, rows in sorted(records.items())}
-    return ResumePoint(tails, dict(sink_last or {}))
-
-
-LANDED_DATES_SQL = 'SELECT "index", max("date") FROM ticks_raw GROUP BY "index"'
-"""Each index's newest trading date in the table: what :attr:`ResumePoint.sink_last` holds."""
-
+def resume_point(records: Mapping[int, list[tuple]]) -> ResumePoint:
+    """A :class:`ResumePoint` from ``{partition: [(key, value), ...]}`` (oldest first)."""
+    return ResumePoint({p: summarise_tail(value for _key, value in rows) for p, rows in sorted(records.items())})

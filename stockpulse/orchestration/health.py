@@ -49,7 +49,7 @@ def observe(s: StackSettings, checkpoint_dir: Path, paths: supervisor.ConsumerPa
     pid = supervisor.running_consumer(paths)
     progress = checkpoints.read_all(checkpoint_dir, s.kafka.topic)
     _, partitions = describe_topic(s.kafka.bootstrap_servers, s.kafka.topic)
-    marks = watermarks(s.kafka.bootstrap_servers, s.kafka.topic, partitions, progress[0].committed or None)
+    marks = watermarks(s.kafka.bootstrap_servers, s.kafka.topic, partitions)
     return Observation(
         pid=pid,
         started_at=supervisor.started_at(paths) if pid else None,

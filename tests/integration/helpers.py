@@ -31,7 +31,7 @@ def produced_rows(summary: str) -> int:
 def records_in_topic(broker: str, topic: str) -> int:
     """Records the topic holds now, summed over its partitions."""
     _, partitions = describe_topic(broker, topic)
-    return sum(high - low for low, high in watermarks(broker, topic, partitions, None).values())
+    return sum(high - low for low, high in watermarks(broker, topic, partitions).values())
 
 
 def start_slow_producer(csv: Path, env: dict[str, str], capture: bool = False) -> subprocess.Popen:

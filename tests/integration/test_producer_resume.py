@@ -10,7 +10,7 @@ from stockpulse.kafka_offsets import newest_records
 from stockpulse.replay import TickRow, read_rows
 from stockpulse.resume import key_partition, record_position
 from tests.conftest import run_cli
-from tests.integration.helpers import csv_slice, records_in_topic as landed, start_slow_producer, wait_for_records
+from tests.integration.helpers import csv_slice, produced_rows, records_in_topic as landed, start_slow_producer, wait_for_records
 
 
 def topic_contents(broker: str, topic: str) -> dict[int, list[tuple[str, object]]]:
@@ -49,39 +49,17 @@ def test_sigkill_mid_replay_then_resume_sends_each_row_once(pipeline_env, broker
     assert landed(broker, topic) == sum(expected.values())
 
 
-def test_resume_after_the_broker_lost_its_messages_continues_from_ticks_raw(pipeline_env, broker, topic, database_url,
-                                                                            tmp_path):
-    """`make down` + `make up` with the in-memory broker: an empty topic, but ticks_raw holds the first
-    rows. --resume must send only the rest, or both sinks would get the first rows twice."""
-    import psycopg
+def test_resume_reads_its_own_topic_only(pipeline_env, broker, topic, database_url, tmp_path):
+    """ticks_raw full of another topic's rows, the producer's topic empty: --resume sends everything."""
+    from stockpulse.services.broker import ensure_topic
 
-    csv = csv_slice(tmp_path / "slice.csv", 300)
-    rows = [r for r in read_rows(csv) if isinstance(r, TickRow)]
-    dates = sorted({r.date for r in rows})
-    cut = dates[len(dates) // 2]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for offset, r in enumerate(r for r in rows if r.date <= cut):
-            conn.execute(
-                "INSERT INTO ticks_raw (stream_ts, date, index, close, volume, trade_value, kafka_topic, "
-                "kafka_partition, kafka_offset, kafka_timestamp) VALUES (now(), %s, %s, %s, %s, %s, 'old', 0, %s, now())",
-                (r.date, r.index, r.close, r.volume, r.close * r.volume, offset),
-            )
-    already = sum(1 for r in rows if r.date <= cut)
-
-    resumed = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0", "--resume"], pipeline_env)
+    csv = csv_slice(tmp_path / "slice.csv", 100)
+    rows = sum(1 for r in read_rows(csv) if isinstance(r, TickRow))
+    assert run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0"], pipeline_env).returncode == 0
+    other = f"{topic}_other"
+    ensure_topic(broker, other, 3)
+    resumed = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0", "--resume",
+                       "--topic", other], pipeline_env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"{already} rows skipped as already landed" in resumed.stderr
-    contents = topic_contents(broker, topic)
-    found = Counter(position for positions in contents.values() for position in positions)
-    assert found == Counter((r.index, r.date) for r in rows if r.date > cut)
-
-
-def test_resume_with_an_unreachable_database_falls_back_to_the_topic(pipeline_env, broker, topic, tmp_path):
-    from tests.conftest import free_port
-
-    csv = csv_slice(tmp_path / "slice.csv", 50)
-    env = {**pipeline_env, "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/stocks"}
-    resumed = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0", "--resume"], env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "cannot read ticks_raw" in resumed.stderr and "Traceback" not in resumed.stderr
-    assert landed(broker, topic) == sum(1 for r in read_rows(csv) if isinstance(r, TickRow))
+    assert produced_rows(resumed.stderr) == rows
+    assert landed(broker, other) == rows and landed(broker, topic) == rows

@@ -120,7 +120,7 @@ def test_a_batch_planned_against_a_lost_topic_is_refused_or_skipped(monkeypatch)
 def test_a_batch_this_reader_just_planned_needs_no_second_topic_lookup(monkeypatch):
     calls = []
     monkeypatch.setattr("stockpulse.kafka_source.describe_topic", lambda b, t: calls.append(t) or ("id", [0]))
-    monkeypatch.setattr("stockpulse.kafka_source.watermarks", lambda b, t, parts, begin: {0: (0, 50)})
+    monkeypatch.setattr("stockpulse.kafka_source.watermarks", lambda b, t, parts: {0: (0, 50)})
     r = reader()
     end = r.latestOffset({"t": {"0": 10}, "topicIds": {"t": "id"}}, None)
     assert r.partitions({"t": {"0": 10}, "topicIds": {"t": "id"}}, end) == [OffsetRange("t", 0, 10, 50)]

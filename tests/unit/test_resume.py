@@ -65,7 +65,7 @@ def test_unseen_index_in_a_written_partition_resumes_at_that_partition_last_date
 
 def test_empty_partition_means_nothing_of_it_landed():
     point = point_for({})
-    assert point.empty and "holds ticks yet" in point.describe()
+    assert point.empty and "holds no ticks yet" in point.describe()
     assert not point.landed(row("HSI", "1990-01-01"))
 
 
@@ -89,22 +89,3 @@ def test_resume_with_everything_landed_sends_nothing(tmp_path):
     producer = FakeProducer()
     stats = replay(csv_file(tmp_path), "t", producer, tick_interval=0, resume=point)
     assert producer.sent == [] and stats.already_sent == 6
-
-
-def test_rows_already_in_ticks_raw_count_as_landed_even_with_an_empty_topic():
-    empty_topic = {p: [] for p in range(3)}
-    point = resume_point(empty_topic, {"HSI": date(2020, 1, 3)})
-    assert not point.empty
-    assert point.landed(row("HSI", "2020-01-03"))
-    assert not point.landed(row("HSI", "2020-01-06"))
-    assert not point.landed(row("NYA", "1990-01-01"))  # an index the table has not seen yet
-    assert "ticks_raw holds ticks up to 2020-01-03" in point.describe()
-
-
-def test_topic_or_table_whichever_is_further_wins():
-    point = point_for({"HSI": ["2020-01-06"]})
-    ahead = resume_point({p: [] for p in range(3)}, {"HSI": date(2020, 1, 9)})
-    combined = type(point)(point.tails, ahead.sink_last)
-    assert combined.landed(row("HSI", "2020-01-08"))   # only the table has it
-    assert combined.landed(row("HSI", "2020-01-06"))   # both
-    assert not combined.landed(row("HSI", "2020-01-10"))

@@ -47,7 +47,7 @@ def topic_size(env: dict[str, str]) -> int:
 
     bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"]
     _, partitions = describe_topic(bootstrap, topic)
-    return sum(high for _, high in watermarks(bootstrap, topic, partitions, None).values())
+    return sum(high for _, high in watermarks(bootstrap, topic, partitions).values())
 
 
 def row_counts(url: str) -> tuple[int, int]:
