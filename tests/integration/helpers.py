@@ -34,11 +34,12 @@ def records_in_topic(broker: str, topic: str) -> int:
     return sum(high - low for low, high in watermarks(broker, topic, partitions).values())
 
 
-def start_slow_producer(csv: Path, env: dict[str, str], capture: bool = False) -> subprocess.Popen:
-    """The producer as a real process, 100 ticks/s: slow enough to be stopped mid-replay."""
+def start_slow_producer(csv: Path, env: dict[str, str], capture: bool = False,
+                        tick_interval: float = 0.01) -> subprocess.Popen:
+    """The producer as a real process, 100 ticks/s by default: slow enough to be stopped mid-replay."""
     sink = subprocess.PIPE if capture else subprocess.DEVNULL
     return subprocess.Popen(
-        [sys.executable, "producer/producer.py", "--csv", str(csv), "--tick-interval", "0.01", "--no-progress"],
+        [sys.executable, "producer/producer.py", "--csv", str(csv), "--tick-interval", str(tick_interval), "--no-progress"],
         env=env, cwd=PROJECT_ROOT, stdout=sink, stderr=sink, text=True,
     )
 

@@ -1,72 +1,102 @@
-"""The embedded broker keeps messages in memory: a restart recreates the topic empty, with a new id.
+"""``kill -9`` of the Apache Kafka broker mid-stream, then a restart: nothing lost, nothing doubled.
 
-A checkpoint may then hold a batch that was planned against the old topic but never committed
-(the job was stopped mid-batch). Spark replays such a batch first; its offsets name records that
-no longer exist. The job must neither wait for them forever nor read the new topic's records in
-their place: with failOnDataLoss=false it skips the lost batch and reads the new topic from its
-start; with the default it stops at once, saying what happened.
+The broker's log is on disk, so a killed broker comes back with every acknowledged record. The
+producer (idempotent, ``acks=all``) and the streaming job either ride the outage out or exit with
+one line, in which case they are started again the way the supervisor would (the producer with
+``--resume``). Either way every CSV row must end up exactly once in the topic, in PostgreSQL and
+in the lake.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from stockpulse.config import PROJECT_ROOT
+from stockpulse.db import connect
 from stockpulse.replay import TickRow, read_rows
-from stockpulse.services.broker import ensure_topic, start_broker, stop_broker
-from stockpulse.services.processes import free_port
-from tests.conftest import run_cli
-from tests.integration.helpers import csv_slice, lake_table, postgres_counts
+from stockpulse.services.broker import ensure_topic
+from tests.conftest import embedded_kafka, run_cli
+from tests.integration.helpers import csv_slice, lake_table, postgres_counts, records_in_topic, start_slow_producer
 
 pytestmark = pytest.mark.slow
 
 
-def plant_planned_batch(checkpoint: Path, topic: str, ahead: int) -> None:
-    """Write batch n+1's offsets (planned, never committed), ``ahead`` records past batch n."""
-    offsets = checkpoint / "offsets"
-    last = max(int(p.name) for p in offsets.iterdir() if p.name.isdigit())
-    lines = (offsets / str(last)).read_text().splitlines()
-    source = json.loads(lines[-1])
-    source[topic] = {p: o + ahead for p, o in source[topic].items()}
-    (offsets / str(last + 1)).write_text("\n".join([*lines[:-1], json.dumps(source)]))
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.5)
 
 
-def test_a_batch_planned_before_a_broker_restart_is_skipped_not_waited_for(pipeline_env, tmp_path):
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    state = tmp_path / "broker"
-    topic = pipeline_env["KAFKA_TOPIC"]
-    env = {**pipeline_env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "LAKE_PARTITION_BY": "index"}
-    first, second = csv_slice(tmp_path / "first.csv", 300), csv_slice(tmp_path / "second.csv", 120)
-    expected = sum(1 for path in (first, second) for r in read_rows(path) if isinstance(r, TickRow))
+def one_line_error(stderr: str) -> bool:
+    return "Traceback" not in stderr and bool(stderr.strip())
 
-    start_broker("127.0.0.1", port, state)
+
+def test_broker_sigkill_mid_stream_loses_and_doubles_nothing(pipeline_env, tmp_path):
+    server = embedded_kafka(tmp_path / "kafka")
+    server.start()
+    env = {**pipeline_env, "KAFKA_BOOTSTRAP_SERVERS": server.bootstrap, "LAKE_PARTITION_BY": "index"}
+    topic, url = env["KAFKA_TOPIC"], env["DATABASE_URL"]
+    csv = csv_slice(tmp_path / "slice.csv", 2500)
+    expected = Counter((r.index, r.date) for r in read_rows(csv) if isinstance(r, TickRow))
+    consumer_log = (tmp_path / "consumer.log").open("wb")
+    producer = consumer = None
     try:
-        ensure_topic(bootstrap, topic, 3)
-        assert run_cli(["producer/producer.py", "--csv", str(first), "--tick-interval", "0"], env).returncode == 0
-        done = run_cli(["consumer/consumer.py", "--once"], env)
-        assert done.returncode == 0, done.stderr[-3000:]
-        for sink in ("parquet", "postgres"):
-            plant_planned_batch(Path(env["CHECKPOINT_DIR"]) / sink, topic, ahead=1000)
+        ensure_topic(server.bootstrap, topic, 3)
+        consumer = subprocess.Popen([sys.executable, "consumer/consumer.py"], env=env, cwd=PROJECT_ROOT,
+                                    stdout=consumer_log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(lambda: consumer_ready(env, consumer.pid), 300, "the consumer's first triggers")
+        producer = start_slow_producer(csv, env, capture=True, tick_interval=0.02)
+        wait_until(lambda: postgres_counts(url)["rows"] > 0, 120, "the first rows in PostgreSQL")
+        assert producer.poll() is None, "the producer finished before the broker could be killed"
+
+        os.kill(server_pid(server), signal.SIGKILL)
+        time.sleep(3)
+        server.start()
+
+        _, producer_err = producer.communicate(timeout=600)
+        if producer.returncode != 0:  # it gave up during the outage: one line, then --resume
+            assert one_line_error(producer_err), producer_err[-2000:]
+            resumed = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0", "--resume"], env)
+            assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert records_in_topic(server.bootstrap, topic) == sum(expected.values()), "topic: lost or doubled rows"
+
+        if consumer.poll() is None:  # it rode the outage out: let it land the rest, then stop it
+            wait_until(lambda: postgres_counts(url)["rows"] >= sum(expected.values()), 300, "the rest of the rows")
+            os.killpg(consumer.pid, signal.SIGTERM)
+            consumer.wait(60)
+        finished = run_cli(["consumer/consumer.py", "--once"], env)
+        assert finished.returncode == 0, finished.stderr[-3000:]
     finally:
-        stop_broker(state)
+        for proc in (producer, consumer):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        consumer_log.close()
+        server.stop()
 
-    start_broker("127.0.0.1", port, state)  # same address, empty topic with a new id
-    try:
-        ensure_topic(bootstrap, topic, 3)
-        assert run_cli(["producer/producer.py", "--csv", str(second), "--tick-interval", "0"], env).returncode == 0
+    with connect(url) as conn:
+        landed = Counter(conn.execute('SELECT "index", "date" FROM ticks_raw').fetchall())
+    assert landed == expected
+    assert postgres_counts(url)["bad_trade_value"] == 0
+    table = lake_table(Path(env["LAKE_PATH"]))
+    assert Counter(zip(table["index"].to_pylist(), table["date"].to_pylist())) == expected
 
-        refused = run_cli(["consumer/consumer.py", "--once"], env)
-        assert refused.returncode != 0
-        assert "created again" in refused.stderr and "timed out" not in refused.stderr
 
-        resumed = run_cli(["consumer/consumer.py", "--once"], {**env, "FAIL_ON_DATA_LOSS": "false"})
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-    finally:
-        stop_broker(state)
+def consumer_ready(env: dict[str, str], pid: int) -> bool:
+    """Both queries of job ``pid`` ran a trigger (its heartbeat says so)."""
+    from stockpulse.consumer import JobFiles, read_heartbeat
 
-    counts = postgres_counts(env["DATABASE_URL"])
-    assert counts["rows"] == expected and counts["bad_trade_value"] == 0
-    assert lake_table(Path(env["LAKE_PATH"])).num_rows == expected
+    beats = read_heartbeat(JobFiles.of(env["CHECKPOINT_DIR"], Path(env["STOCKPULSE_STATE_DIR"])).heartbeat, pid)
+    return bool(beats) and all(beat is not None for beat in beats.values())
+
+
+def server_pid(server) -> int:
+    return int(server.pid_file.read_text().split()[0])

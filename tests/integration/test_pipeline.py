@@ -23,6 +23,7 @@ def test_replay_lands_every_row_once_in_both_sinks(pipeline_env, tmp_path):
 
     consumer = run_cli(["consumer/consumer.py", "--once"], pipeline_env)
     assert consumer.returncode == 0, consumer.stderr[-3000:]
+    assert "with the official Kafka source" in consumer.stderr  # the default: Spark's own connector
 
     counts = postgres_counts(pipeline_env["DATABASE_URL"])
     assert counts == {"rows": sent, "distinct": sent, "bad_trade_value": 0}
@@ -41,12 +42,14 @@ def test_replay_lands_every_row_once_in_both_sinks(pipeline_env, tmp_path):
     assert list(lake.glob("index=HSI/date=2021-*/*.parquet")), "expected index=<INDEX>/date=<YYYY-MM-DD>/ files"
 
 
-def test_running_once_again_changes_nothing(pipeline_env, tmp_path):
+def test_the_python_reader_lands_every_row_once_and_a_second_run_changes_nothing(pipeline_env, tmp_path):
+    """KAFKA_SOURCE=python, the reader for machines without the Maven registry, on the same broker."""
     csv = csv_slice(tmp_path / "slice.csv", 200)
     assert run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0"], pipeline_env).returncode == 0
-    pipeline_env["LAKE_PARTITION_BY"] = "index"
+    pipeline_env.update({"LAKE_PARTITION_BY": "index", "KAFKA_SOURCE": "python"})
     for _ in range(2):
         result = run_cli(["consumer/consumer.py", "--once"], pipeline_env)
         assert result.returncode == 0, result.stderr[-3000:]
+        assert "with the project's Python Kafka source" in result.stderr
     assert postgres_counts(pipeline_env["DATABASE_URL"])["rows"] == 200
     assert lake_table(Path(pipeline_env["LAKE_PATH"])).num_rows == 200
