@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 LOCK_HASH := $(shell sha1sum requirements-lock.txt | cut -c1-12)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 
-.PHONY: up down services status test test-unit bench replay clean venv sysdeps browser
+.PHONY: up down services status test test-unit bench replay clean venv sysdeps browser jars
 
 up: venv sysdeps          ## start PostgreSQL, the broker, the consumer, the producer, Airflow and the dashboard
 	$(PY) -m stockpulse.stack up
@@ -26,7 +26,7 @@ replay: venv              ## replay the CSV again into the running pipeline
 	rm -f "$${STOCKPULSE_STATE_DIR:-.state}/run/producer.done"
 	PRODUCER_RESUME=false $(PY) -m stockpulse.stack up
 
-test: venv sysdeps browser  ## the whole suite; starts its own services on free ports
+test: venv sysdeps browser jars  ## the whole suite; starts its own services on free ports
 	$(PY) -m pytest
 
 test-unit: venv
@@ -50,8 +50,12 @@ $(STAMP): requirements-lock.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-sysdeps:                  ## Java for Spark (PostgreSQL is found or installed by the stack itself)
+sysdeps:                  ## Java and Maven (PostgreSQL is found or installed by the stack itself)
 	@command -v java >/dev/null || bash scripts/install_system_packages.sh openjdk-17-jre-headless
+	@command -v mvn >/dev/null || bash scripts/install_system_packages.sh maven
+
+jars: venv sysdeps        ## resolve the Kafka broker and Spark's Kafka connector from the Maven registry (once, cached)
+	$(PY) -m stockpulse.services.jars
 
 browser:                  ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
 	@command -v chromium >/dev/null || bash scripts/install_system_packages.sh chromium

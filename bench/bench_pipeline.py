@@ -1,26 +1,40 @@
-"""Measure the spine: producer rate, the broker's raw consume ceiling, end-to-end rows/s, latency.
+"""Measure the spine: producer rate, the broker's raw consume ceiling, end-to-end rows/s per Kafka
+source, the job's start-up, latency.
 
-Usage: python bench/bench_pipeline.py [--ticks 60000] [--daily-ticks 4000] [--latency-seconds 40]
+Usage: python bench/bench_pipeline.py [--ticks 60000] [--batch-rows 50000] [--latency-seconds 40]
+                                      [--daily-ticks 0]
 
-Everything runs on private services (free ports, temporary directories), so a running
-``make up`` is untouched. Results go to ``bench/results/<UTC time>.json`` and
-``bench/results/latest.json``. Figures from one run are comparable with each other (same machine,
-same moment); compare ratios, not absolute numbers, across machines or runs.
+Everything runs on private services (an embedded PostgreSQL and an embedded Apache Kafka node on
+free ports, under one temporary directory), so a running ``make up`` is untouched. Results go to
+``bench/results/<UTC time>.json`` and ``bench/results/latest.json``. Figures from one run are
+comparable with each other (same machine, same moment, same broker); compare ratios to the run's
+own consume ceiling, not absolute numbers, across machines or runs.
 
 What is measured:
 - producer: kafka-python, acks=all, rows/s and ticks/s (a tick is one trading date: ~3.5 rows)
   for the whole replay;
-- consume ceiling: one confluent-kafka consumer reading the same topic start to end, and the
-  same with kafka-python;
-- end to end: ``consumer.py --once`` (both sinks) per lake layout, micro-batches capped at
-  ``--batch-rows``. ``rows_per_s_wall`` divides by the whole run, JVM and Spark start-up
+- consume ceiling: one confluent-kafka consumer reading the same topic start to end (the
+  ceiling every other figure is a share of), and the same with kafka-python;
+- end to end: ``consumer.py --once`` (both sinks, layout ``index``) on that topic, once with the
+  official Spark Kafka source (the default ``KAFKA_SOURCE``) and once with the project's Python
+  reader (``KAFKA_SOURCE=python``), each with its own fresh database, lake and checkpoints, and
+  micro-batches capped at ``--batch-rows``. The job's log must name the source asked for (the
+  default falls back to the Python reader when the connector is missing, which would make the
+  comparison meaningless). ``rows_per_s_wall`` divides by the whole run, JVM and Spark start-up
   included; ``rows_per_s_steady`` leaves out the first micro-batch of each query (it pays for
   starting Python workers, once per job) and divides the remaining rows by the time from the end
   of the first batch to the end of the last one, the later of the two queries deciding: the rate
-  a long-running job sustains into both sinks (also as ticks/s); both sinks' row counts are
-  reported so a fast but lossy run cannot pass unnoticed;
-- latency: a streaming consumer (1 s trigger) while the producer sends ticks at a steady pace;
-  per row ``landed_at - kafka_timestamp`` (Kafka send time to Postgres commit), p50/p95/max.
+  a long-running job sustains into both sinks (also as ticks/s). Both sinks' row counts must equal
+  what was produced, else the benchmark stops with the counts: a fast but lossy run cannot pass;
+- start-up: per source, from the consumer process's start to the end of each query's first
+  micro-batch with data (its progress report's ``timestamp`` plus ``triggerExecution``, which
+  includes writing the batch's commit to the checkpoint), the later query deciding: how long a
+  fresh job takes until data has landed in both sinks;
+- latency: a streaming consumer (1 s trigger, official source) while the producer sends ticks at
+  a steady pace; per row ``landed_at - kafka_timestamp`` (Kafka send time to Postgres commit),
+  p50/p95/p99/max, the warm-up tick left out;
+- optionally (``--daily-ticks N``, off by default: one Parquet file per row makes it slow) the
+  ``index,date`` layout with the official source.
 """
 
 from __future__ import annotations
@@ -45,12 +59,17 @@ sys.path.insert(0, str(ROOT))
 from stockpulse import logs  # noqa: E402
 from stockpulse.db import apply_init_sql, connect  # noqa: E402
 from stockpulse.producer import make_producer, replay  # noqa: E402
-from stockpulse.services.broker import ensure_topic, start_broker, stop_broker  # noqa: E402
+from stockpulse.services.broker import EmbeddedKafka, ensure_topic  # noqa: E402
+from stockpulse.services.jars import KAFKA_BROKER, pinned_version  # noqa: E402
 from stockpulse.services.postgres import EmbeddedPostgres  # noqa: E402
 from stockpulse.services.processes import free_port  # noqa: E402
 
 logger = logging.getLogger("bench")
 CSV = ROOT / "data" / "indexProcessed.csv"
+PARTITIONS = 3
+# KAFKA_SOURCE per measured source (None: the job's default) and what the job's log then says.
+SOURCES = {"official": (None, "with the official Kafka source"),
+           "python": ("python", "with the project's Python Kafka source")}
 
 
 def produce(bootstrap: str, topic: str, ticks: int, interval: float = 0.0) -> dict:
@@ -68,7 +87,7 @@ def consume_confluent(bootstrap: str, topic: str, expected: int) -> dict:
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
                          "fetch.max.bytes": 16 << 20, "max.partition.fetch.bytes": 8 << 20})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     seen, started = 0, time.monotonic()
     while seen < expected and time.monotonic() - started < 300:
         seen += sum(1 for m in consumer.consume(10_000, timeout=1) if m.error() is None)
@@ -81,7 +100,7 @@ def consume_kafka_python(bootstrap: str, topic: str, expected: int) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    partitions = [TopicPartition(topic, p) for p in range(3)]
+    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     consumer.assign(partitions)
     for tp in partitions:
         consumer.seek(tp, 0)
@@ -93,21 +112,35 @@ def consume_kafka_python(bootstrap: str, topic: str, expected: int) -> dict:
     return {"client": "kafka-python", "rows": seen, "seconds": round(seconds, 3), "rows_per_s": round(seen / seconds)}
 
 
-def job_env(bootstrap: str, topic: str, url: str, work: Path, **extra: str) -> dict:
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC": topic, "DATABASE_URL": url,
-            "LAKE_PATH": str(work / "lake"), "CHECKPOINT_DIR": str(work / "chk"), "PYSPARK_PYTHON": sys.executable,
-            "PYTHONPATH": str(ROOT), **extra}
+def job_env(bootstrap: str, topic: str, url: str, work: Path, kafka_source: str | None, **extra: str) -> dict:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC": topic, "DATABASE_URL": url,
+           "LAKE_PATH": str(work / "lake"), "CHECKPOINT_DIR": str(work / "chk"),
+           "STOCKPULSE_STATE_DIR": str(work / "state"), "PYSPARK_PYTHON": sys.executable,
+           "PYTHONPATH": str(ROOT), **extra}
+    env.pop("KAFKA_SOURCE", None)
+    if kafka_source:
+        env["KAFKA_SOURCE"] = kafka_source
+    return env
 
 
-def run_once(env: dict, progress_file: Path | None = None) -> float:
-    started = time.monotonic()
+def check_source(log: str, source: str) -> None:
+    """Stop unless the job's log says it read with ``source`` (and never with the other one)."""
+    wanted = SOURCES[source][1]
+    others = [phrase for name, (_, phrase) in SOURCES.items() if name != source]
+    if wanted not in log or any(phrase in log for phrase in others):
+        raise SystemExit(f"the {source} run did not read with the {source} Kafka source; its log:\n{log[-3000:]}")
+
+
+def run_once(env: dict, progress_file: Path | None = None) -> tuple[float, float, str]:
+    """Run ``consumer.py --once``: (wall-clock start as epoch seconds, seconds it ran, its stderr)."""
+    started_at, started = time.time(), time.monotonic()
     command = [sys.executable, str(ROOT / "consumer" / "consumer.py"), "--once"]
     if progress_file:
         command += ["--progress-file", str(progress_file)]
     result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"consumer failed:\n{result.stderr[-3000:]}")
-    return time.monotonic() - started
+    return started_at, time.monotonic() - started, result.stderr
 
 
 def _ended(report: dict) -> float:
@@ -128,6 +161,17 @@ def steady_rate(progress: dict) -> tuple[float, int]:
         last_end = max(last_end, _ended(with_data[-1]))
         rows.append(sum(r["numInputRows"] for r in with_data[1:]))
     return min(rows) / max(last_end - first_end, 1e-3), batches
+
+
+def first_batch_seconds(progress: dict, started_at: float) -> dict[str, float]:
+    """Per query: seconds from the process start to the end of its first micro-batch with data."""
+    firsts = {}
+    for name, reports in progress.items():
+        with_data = [r for r in reports if r["numInputRows"] > 0]
+        if not with_data:
+            raise SystemExit(f"query {name} reported no micro-batch with data")
+        firsts[name] = round(_ended(with_data[0]) - started_at, 2)
+    return firsts
 
 
 def fresh_database(server: EmbeddedPostgres, name: str) -> str:
@@ -151,73 +195,123 @@ def count_lake_rows(lake: Path) -> int:
     return ds.dataset(str(lake), format="parquet", partitioning="hive", ignore_prefixes=["_", "."]).count_rows()
 
 
-def end_to_end(server, bootstrap, topic, sent: dict, layout, batch_rows, work) -> dict:
-    name = layout.replace(",", "_")
+def check_counts(run: dict) -> None:
+    """Stop loudly when either sink holds other than what was produced."""
+    if run["rows_in_postgres"] != run["rows"] or run["rows_in_lake"] != run["rows"]:
+        raise SystemExit(f"end to end ({run['source']}, {run['layout']}): produced {run['rows']} rows, but "
+                         f"PostgreSQL holds {run['rows_in_postgres']} and the lake {run['rows_in_lake']}")
+
+
+def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_rows, work) -> dict:
+    name = f"{source}_{layout.replace(',', '_')}"
     url = fresh_database(server, f"bench_{name}")
-    env = job_env(bootstrap, topic, url, work / name, LAKE_PARTITION_BY=layout,
+    env = job_env(bootstrap, topic, url, work / name, SOURCES[source][0], LAKE_PARTITION_BY=layout,
                   MAX_OFFSETS_PER_TRIGGER=str(batch_rows))
     progress_file = work / f"progress-{name}.json"
-    seconds = run_once(env, progress_file)
-    steady, batches = steady_rate(json.loads(progress_file.read_text()))
+    started_at, seconds, log = run_once(env, progress_file)
+    check_source(log, source)
+    progress = json.loads(progress_file.read_text())
+    steady, batches = steady_rate(progress)
+    firsts = first_batch_seconds(progress, started_at)
     rows, rows_per_tick = sent["rows"], sent["rows"] / sent["ticks"]
     files = sum(1 for _ in (work / name / "lake").rglob("*.parquet"))
-    return {"layout": layout, "ticks": sent["ticks"], "rows": rows, "rows_in_postgres": count_rows(url),
-            "rows_in_lake": count_lake_rows(work / name / "lake"), "parquet_files": files,
-            "batch_rows": batch_rows, "batches_per_query": batches,
-            "seconds_wall": round(seconds, 2), "rows_per_s_wall": round(rows / seconds),
-            "rows_per_s_steady": round(steady), "ticks_per_s_steady": round(steady / rows_per_tick)}
+    run = {"source": source, "kafka_source_env": SOURCES[source][0] or "(default)", "layout": layout,
+           "ticks": sent["ticks"], "rows": rows, "rows_in_postgres": count_rows(url),
+           "rows_in_lake": count_lake_rows(work / name / "lake"), "parquet_files": files,
+           "batch_rows": batch_rows, "batches_per_query": batches,
+           "startup_s": max(firsts.values()), "first_batch_end_s": firsts,
+           "seconds_wall": round(seconds, 2), "rows_per_s_wall": round(rows / seconds),
+           "rows_per_s_steady": round(steady), "ticks_per_s_steady": round(steady / rows_per_tick)}
+    check_counts(run)
+    logger.info("%s source: %d rows/s steady, %d rows/s whole run, first data in both sinks after %.1f s",
+                source, run["rows_per_s_steady"], run["rows_per_s_wall"], run["startup_s"])
+    return run
+
+
+def wait_for_rows(url: str, rows: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while count_rows(url) < rows and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def latency(server, bootstrap, work, seconds: float) -> dict:
-    topic = "bench_latency"
-    ensure_topic(bootstrap, topic, 3)
+    topic, pace = "bench_latency", 20
+    ensure_topic(bootstrap, topic, PARTITIONS)
     url = fresh_database(server, "bench_latency")
-    env = job_env(bootstrap, topic, url, work / "latency", LAKE_PARTITION_BY="index", TRIGGER_INTERVAL="1 second")
-    log = (work / "latency-consumer.log").open("wb")
+    env = job_env(bootstrap, topic, url, work / "latency", SOURCES["official"][0], LAKE_PARTITION_BY="index",
+                  TRIGGER_INTERVAL="1 second")
+    log_file = work / "latency-consumer.log"
+    log = log_file.open("wb")
     consumer = subprocess.Popen([sys.executable, str(ROOT / "consumer" / "consumer.py")], env=env, cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        produce(bootstrap, topic, 1, 0)  # warm-up tick: wait until the job has landed it
-        deadline = time.monotonic() + 300
-        while count_rows(url) == 0 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        sent = produce(bootstrap, topic, int(seconds * 20), interval=0.05)
-        deadline = time.monotonic() + 120
-        while count_rows(url) < sent["rows"] + 1 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        warm = produce(bootstrap, topic, 1, 0)  # warm-up tick: wait until the job has landed it
+        wait_for_rows(url, warm["rows"], 300)
+        sent = produce(bootstrap, topic, int(seconds * pace), interval=1 / pace)
+        wait_for_rows(url, warm["rows"] + sent["rows"], 120)
     finally:
         os.killpg(consumer.pid, signal.SIGTERM)
         consumer.wait(60)
         log.close()
+    check_source(log_file.read_text(errors="replace"), "official")
     with connect(url) as conn:
-        p50, p95, worst, n = conn.execute(
+        p50, p95, p99, worst, n = conn.execute(
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l), percentile_cont(0.95) WITHIN GROUP (ORDER BY l),"
-            " max(l), count(*) FROM (SELECT extract(epoch FROM landed_at - kafka_timestamp) AS l FROM ticks_raw"
-            " ORDER BY kafka_timestamp OFFSET 1) s").fetchone()
-    return {"rows": n, "ticks_per_s_sent": 20, "trigger": "1 second",
-            "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "max_s": round(float(worst), 3)}
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY l), max(l), count(*)"
+            " FROM (SELECT extract(epoch FROM landed_at - kafka_timestamp) AS l FROM ticks_raw"
+            " ORDER BY kafka_timestamp OFFSET %s) s", (warm["rows"],)).fetchone()
+    if n != sent["rows"]:
+        raise SystemExit(f"latency: sent {sent['rows']} rows after the warm-up, but PostgreSQL holds {n}")
+    return {"source": "official", "rows": n, "ticks_per_s_sent": pace, "trigger": "1 second",
+            "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "p99_s": round(float(p99), 3),
+            "max_s": round(float(worst), 3)}
+
+
+def add_ceiling_shares(results: dict) -> None:
+    """Every rate as a share of this run's confluent-kafka consume ceiling."""
+    ceiling = results["consume_ceiling"][0]["rows_per_s"]
+    results["producer"]["share_of_consume_ceiling"] = round(results["producer"]["rows_per_s"] / ceiling, 3)
+    for reader in results["consume_ceiling"][1:]:
+        reader["share_of_consume_ceiling"] = round(reader["rows_per_s"] / ceiling, 3)
+    for run in results["end_to_end"]:
+        run["steady_share_of_consume_ceiling"] = round(run["rows_per_s_steady"] / ceiling, 3)
+        run["wall_share_of_consume_ceiling"] = round(run["rows_per_s_wall"] / ceiling, 4)
+
+
+def versions() -> dict:
+    import confluent_kafka
+    import kafka
+    import pyspark
+
+    return {"pyspark": pyspark.__version__, "kafka_broker": pinned_version(KAFKA_BROKER, "kafka_2.13"),
+            "kafka_python": kafka.__version__, "confluent_kafka": confluent_kafka.__version__}
 
 
 def main() -> int:
     logs.configure()
     parser = argparse.ArgumentParser(description="StockPulse pipeline benchmark")
-    parser.add_argument("--ticks", type=int, default=60_000, help="ticks for the index-partitioned run")
-    parser.add_argument("--daily-ticks", type=int, default=4_000, help="ticks for the index/date run (one file per row)")
+    parser.add_argument("--ticks", type=int, default=60_000, help="ticks for the end-to-end runs (layout index)")
     parser.add_argument("--batch-rows", type=int, default=50_000, help="maxOffsetsPerTrigger of the runs")
     parser.add_argument("--latency-seconds", type=float, default=40)
+    parser.add_argument("--daily-ticks", type=int, default=0,
+                        help="ticks for an extra index/date run, official source (0: skip; one file per row, slow)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stockpulse-bench-"))
     os.chmod(work, 0o755)
     server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", database="postgres")
-    bootstrap = f"127.0.0.1:{free_port()}"
-    results: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}}
+    broker = EmbeddedKafka(work / "kafka", free_port(), free_port(), work / "kafka.log", work / "kafka.pid")
+    bootstrap = broker.bootstrap
+    begun = time.monotonic()
+    started = datetime.now(timezone.utc)
+    results: dict = {"started": started.isoformat(timespec="seconds"), "date": started.date().isoformat(),
+                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "platform": platform.platform()},
+                     "versions": versions()}
     try:
         server.start()
-        start_broker("127.0.0.1", int(bootstrap.rsplit(":", 1)[1]), work)
-        for topic in ("bench_big", "bench_daily", "bench_empty"):
-            ensure_topic(bootstrap, topic, 3)
+        broker.start()
+        ensure_topic(bootstrap, "bench_big", PARTITIONS)
 
         logger.info("producing %d ticks", args.ticks)
         results["producer"] = produce(bootstrap, "bench_big", args.ticks)
@@ -225,26 +319,24 @@ def main() -> int:
         results["consume_ceiling"] = [consume_confluent(bootstrap, "bench_big", rows),
                                       consume_kafka_python(bootstrap, "bench_big", rows)]
 
-        logger.info("measuring start-up on an empty topic")
-        startup = run_once(job_env(bootstrap, "bench_empty", fresh_database(server, "bench_empty"), work / "empty"))
-        results["consumer_startup_s"] = round(startup, 2)
-
-        logger.info("end to end, layout index (%d rows)", rows)
-        results["end_to_end"] = [end_to_end(server, bootstrap, "bench_big", results["producer"], "index",
-                                            args.batch_rows, work)]
-        daily = produce(bootstrap, "bench_daily", args.daily_ticks)
-        logger.info("end to end, layout index,date (%d rows)", daily["rows"])
-        results["end_to_end"].append(end_to_end(server, bootstrap, "bench_daily", daily, "index,date",
-                                                max(daily["rows"] // 4, 1), work))
-
-        ceiling = results["consume_ceiling"][0]["rows_per_s"]
-        for run in results["end_to_end"]:
-            run["steady_share_of_consume_ceiling"] = round(run["rows_per_s_steady"] / ceiling, 3)
+        results["end_to_end"] = []
+        for source in SOURCES:
+            logger.info("end to end, %s source, layout index (%d rows)", source, rows)
+            results["end_to_end"].append(end_to_end(server, bootstrap, "bench_big", results["producer"], source,
+                                                    "index", args.batch_rows, work))
+        if args.daily_ticks:
+            ensure_topic(bootstrap, "bench_daily", PARTITIONS)
+            daily = produce(bootstrap, "bench_daily", args.daily_ticks)
+            logger.info("end to end, official source, layout index,date (%d rows)", daily["rows"])
+            results["end_to_end"].append(end_to_end(server, bootstrap, "bench_daily", daily, "official",
+                                                    "index,date", max(daily["rows"] // 4, 1), work))
+        add_ceiling_shares(results)
 
         logger.info("latency at a steady pace for %.0f s", args.latency_seconds)
         results["latency"] = latency(server, bootstrap, work, args.latency_seconds)
+        results["seconds_total"] = round(time.monotonic() - begun, 1)
     finally:
-        stop_broker(work)
+        broker.stop()
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 

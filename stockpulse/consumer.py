@@ -226,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     except StockPulseError as exc:
         print(f"consumer: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # Spark refused to start (a bad master URL, a bad option): one line
+        print(f"consumer: error: cannot start the job: {failure_summary(str(getattr(exc, 'desc', None) or exc))}",
+              file=sys.stderr)
+        logger.debug("start-up failure", exc_info=True)
+        return 1
     try:
         wait_for(queries)
     except KeyboardInterrupt:

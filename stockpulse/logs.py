@@ -12,6 +12,7 @@ def configure(level: str | None = None) -> None:
         level=(level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
+        force=True,  # under spark-submit something has configured the root logger already
     )
     # kafka-python logs every refused connection at ERROR; the project reports those itself in
     # one line, so only its critical messages come through.

@@ -157,3 +157,24 @@ def spark_kafka_jars(root: Path | None = None) -> list[Path]:
 def spark_kafka_package() -> str:
     """The ``--packages`` coordinate of the connector matching the pinned pyspark."""
     return f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pinned_version(SPARK_KAFKA, 'spark-sql-kafka-0-10_2.13')}"
+
+
+def main() -> int:
+    """``python -m stockpulse.services.jars``: resolve every bundle now (``make jars``), print where."""
+    import sys
+
+    from stockpulse import logs
+
+    logs.configure()
+    try:
+        for bundle in (KAFKA_BROKER, SPARK_KAFKA):
+            found = resolve(bundle)
+            print(f"{bundle}: {len(found)} jars in {found[0].parent}")
+    except ServiceError as exc:
+        print(f"jars: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -97,10 +97,10 @@ def test_dag_starts_a_stopped_consumer_and_restarts_one_killed_mid_batch(dag_env
 
 
 def test_a_consumer_that_dies_after_the_start_attempt_turns_the_run_red(dag_env, pipeline_env, consumer_paths):
-    """Ticks wait, but the job exits at start-up: the official Kafka jar is not installed, so
-    KAFKA_SOURCE=builtin is refused. The run must end red with the reason in its log."""
+    """Ticks wait, but the job exits at start-up: Spark refuses the master URL. The run must end
+    red with the reason in its log."""
     produce(pipeline_env, 5)
-    env = {**dag_env, "KAFKA_SOURCE": "builtin"}
+    env = {**dag_env, "SPARK_MASTER": "nowhere://cluster"}
     state, output = _run(env)
     assert state == "failed"
     assert "pipeline unhealthy after the supervisor's action 'start'" in output
