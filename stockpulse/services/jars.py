@@ -30,7 +30,7 @@ KAFKA_BROKER = "kafka-broker"
 SPARK_KAFKA = "spark-kafka"
 RESOLVE_TIMEOUT_SECONDS = 900
 _COMPLETE = ".complete"
-_VERSIONED = re.compile(r"^(?P<name>.+?)-\d[\w.+-]*\.jar$")
+_VERSIONED = re.compile(r"^(?P<name>.+?)-\d+\.\d+[\w.]*(?:-[\w.]+)?\.jar$")  # name-1.2.3[-qualifier].jar
 
 
 def cache_root(env: Mapping[str, str] = os.environ) -> Path:
