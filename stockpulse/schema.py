@@ -68,8 +68,9 @@ LINEAGE_FIELDS: tuple[Field, ...] = (
 )
 """Where each row sat in Kafka: lineage for the sinks and the key that makes writes idempotent.
 
-The offset alone is not an identity: the embedded broker keeps topics in memory, so after a
-restart offsets begin again at 0. The record timestamp tells those lives of a topic apart.
+The offset alone is not an identity: a topic deleted and created again (or a broker whose log
+directory was wiped) begins its offsets at 0 again. The record timestamp tells those lives of a
+topic apart.
 """
 
 IDENTITY_COLUMNS: tuple[str, ...] = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")

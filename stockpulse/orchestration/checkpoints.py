@@ -48,7 +48,7 @@ def partition_lag(watermarks: dict[int, tuple[int, int]], committed: dict[int, i
     """Records on the broker not yet committed, per partition.
 
     A partition never committed lags from its low watermark (the job starts at ``earliest``). A
-    committed offset beyond the high watermark means the in-memory broker restarted; the job then
+    committed offset beyond the high watermark means the topic was recreated or its log wiped; the job then
     re-reads from the start, so that partition lags by everything it holds.
     """
     lag = {}

@@ -1,1 +1,2 @@
-"""Starting and stopping the embedded services: PostgreSQL, the tansu broker, and detached jobs."""
+"""Starting and stopping the embedded services: PostgreSQL, the Apache Kafka broker (jars from
+the Maven registry, :mod:`stockpulse.services.jars`), and detached jobs."""

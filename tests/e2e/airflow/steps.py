@@ -42,7 +42,7 @@ def start_producer(env: dict[str, str], csv: Path, tick_interval: float) -> subp
 
 
 def topic_size(env: dict[str, str]) -> int:
-    """Messages on the test topic, from real fetch responses (ListOffsets is wrong on tansu)."""
+    """Messages on the test topic (the sum of its high watermarks)."""
     from stockpulse.kafka_offsets import describe_topic, watermarks
 
     bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"]
