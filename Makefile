@@ -11,20 +11,20 @@ STAMP := $(VENV)/.installed-$(LOCK_HASH)
 .PHONY: up down services status test test-unit bench replay clean venv sysdeps browser jars
 
 up: venv sysdeps          ## start PostgreSQL, the broker, the consumer, the producer, Airflow and the dashboard
-	$(PY) -m stockpulse.stack up
+	$(PY) -m stockpulse.ops.stack up
 
 down:                     ## stop everything `make up` started
-	@if [ -x $(PY) ]; then $(PY) -m stockpulse.stack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m stockpulse.ops.stack down; fi
 
 services: venv sysdeps    ## start only PostgreSQL and the broker (and create the topic)
-	$(PY) -m stockpulse.stack services
+	$(PY) -m stockpulse.ops.stack services
 
 status: venv
-	$(PY) -m stockpulse.stack status
+	$(PY) -m stockpulse.ops.stack status
 
 replay: venv              ## replay the CSV again into the running pipeline
 	rm -f "$${STOCKPULSE_STATE_DIR:-.state}/run/producer.done"
-	PRODUCER_RESUME=false $(PY) -m stockpulse.stack up
+	PRODUCER_RESUME=false $(PY) -m stockpulse.ops.stack up
 
 test: venv sysdeps browser jars  ## the whole suite; starts its own services on free ports
 	$(PY) -m pytest
@@ -55,7 +55,7 @@ sysdeps:                  ## Java and Maven (PostgreSQL is found or installed by
 	@command -v mvn >/dev/null || bash scripts/install_system_packages.sh maven
 
 jars: venv sysdeps        ## resolve the Kafka broker and Spark's Kafka connector from the Maven registry (once, cached)
-	$(PY) -m stockpulse.services.jars
+	$(PY) -m stockpulse.jars
 
 browser:                  ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
 	@command -v chromium >/dev/null || bash scripts/install_system_packages.sh chromium

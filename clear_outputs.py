@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stockpulse import logs  # noqa: E402
-from stockpulse.outputs import main  # noqa: E402
+from stockpulse.ops.outputs import main  # noqa: E402
 
 if __name__ == "__main__":
     logs.configure()

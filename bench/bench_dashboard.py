@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from stockpulse import logs  # noqa: E402
 from stockpulse.db import apply_init_sql, connect  # noqa: E402
-from stockpulse.services.postgres import EmbeddedPostgres  # noqa: E402
-from stockpulse.services.processes import free_port  # noqa: E402
+from stockpulse.ops.services.postgres import EmbeddedPostgres  # noqa: E402
+from stockpulse.ops.services.processes import free_port  # noqa: E402
 
 logger = logging.getLogger("bench")
 

@@ -58,11 +58,11 @@ sys.path.insert(0, str(ROOT))
 
 from stockpulse import logs  # noqa: E402
 from stockpulse.db import apply_init_sql, connect  # noqa: E402
-from stockpulse.producer import make_producer, replay  # noqa: E402
-from stockpulse.services.broker import EmbeddedKafka, ensure_topic  # noqa: E402
-from stockpulse.services.jars import KAFKA_BROKER, pinned_version  # noqa: E402
-from stockpulse.services.postgres import EmbeddedPostgres  # noqa: E402
-from stockpulse.services.processes import free_port  # noqa: E402
+from stockpulse.replay.producer import make_producer, replay  # noqa: E402
+from stockpulse.ops.services.broker import EmbeddedKafka, ensure_topic  # noqa: E402
+from stockpulse.jars import KAFKA_BROKER, pinned_version  # noqa: E402
+from stockpulse.ops.services.postgres import EmbeddedPostgres  # noqa: E402
+from stockpulse.ops.services.processes import free_port  # noqa: E402
 
 logger = logging.getLogger("bench")
 CSV = ROOT / "data" / "indexProcessed.csv"

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stockpulse import logs  # noqa: E402
-from stockpulse.consumer import main  # noqa: E402
+from stockpulse.stream.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     logs.configure()

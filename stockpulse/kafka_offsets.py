@@ -1,6 +1,6 @@
 """Where a Kafka topic stands: its id, partitions and real high watermarks, and its newest records.
 
-Shared by the Spark reader (:mod:`stockpulse.kafka_source`), the producer's ``--resume`` and
+Shared by the Spark reader (:mod:`stockpulse.stream.kafka_source`), the producer's ``--resume`` and
 Airflow's health check. Client: confluent-kafka (librdkafka), which answers all three without
 joining a consumer group, so nothing here ever moves a group's committed offsets.
 """

@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stockpulse.services.processes import free_port  # noqa: E402
+from stockpulse.ops.services.processes import free_port  # noqa: E402
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -32,7 +32,7 @@ def pg_server():
     Its directory is made with mkdtemp (mode 755 parents) rather than pytest's tmp_path, whose
     private parent the unprivileged server user could not enter when tests run as root.
     """
-    from stockpulse.services.postgres import EmbeddedPostgres
+    from stockpulse.ops.services.postgres import EmbeddedPostgres
 
     base = Path(tempfile.mkdtemp(prefix="stockpulse-test-pg-"))
     os.chmod(base, 0o755)
@@ -67,7 +67,7 @@ def database_url(pg_server):
 
 def embedded_kafka(home: Path):
     """An Apache Kafka node on free ports under ``home`` (not started)."""
-    from stockpulse.services.broker import EmbeddedKafka
+    from stockpulse.ops.services.broker import EmbeddedKafka
 
     return EmbeddedKafka(home, free_port(), free_port(), home / "broker.log", home / "broker.pid", heap="384m")
 
@@ -90,7 +90,7 @@ def broker(kafka_server):
 @pytest.fixture
 def topic(broker):
     """A new 3-partition topic for this test."""
-    from stockpulse.services.broker import ensure_topic
+    from stockpulse.ops.services.broker import ensure_topic
 
     name = f"ticks_{uuid.uuid4().hex[:10]}"
     ensure_topic(broker, name, 3)

@@ -73,13 +73,13 @@ HEALTH_WAIT_MAX_SECONDS = int(HEALTH_TASK_TIMEOUT.total_seconds()) - 300
 def stockpulse_pipeline():
     @task
     def preflight() -> dict:
-        from stockpulse.orchestration.tasks import preflight_task
+        from stockpulse.ops.tasks import preflight_task
 
         return preflight_task()
 
     @task(execution_timeout=timedelta(minutes=60))
     def supervise_consumer(checked: dict) -> dict:
-        from stockpulse.orchestration.tasks import supervise_task
+        from stockpulse.ops.tasks import supervise_task
 
         params = get_current_context()["params"]
         return supervise_task(params["mode"], params["stall_seconds"])
@@ -87,7 +87,7 @@ def stockpulse_pipeline():
     # A finding, not a glitch: retrying would only delay the red (it already waits for the job).
     @task(retries=0, execution_timeout=HEALTH_TASK_TIMEOUT)
     def health_report(supervision: dict) -> dict:
-        from stockpulse.orchestration.tasks import health_task
+        from stockpulse.ops.tasks import health_task
 
         params = get_current_context()["params"]
         return health_task(supervision, params["stall_seconds"], params["health_timeout_seconds"])
@@ -95,7 +95,7 @@ def stockpulse_pipeline():
     # No retries: a retry would check the next (empty) window and turn the violations green.
     @task(retries=0)
     def data_quality(report: dict) -> dict:
-        from stockpulse.orchestration.tasks import quality_task
+        from stockpulse.ops.tasks import quality_task
 
         return quality_task(get_current_context()["run_id"])
 

@@ -1,7 +1,7 @@
 """Every SQL statement the dashboard runs, and the pure pandas transforms behind its views.
 
 A tick is one trading date: the producer sends every index of a date with one ``stream_ts``
-(``stockpulse.replay``), so "the latest N ticks" are the rows of the latest N distinct ``stream_ts``
+(``stockpulse.replay.csv_rows``), so "the latest N ticks" are the rows of the latest N distinct ``stream_ts``
 values, every index of a tick or none of it.
 
 The page must stay fast with millions of rows in ``ticks_raw``, so no statement here reads the whole

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stockpulse.config import PROJECT_ROOT, StackSettings
-from stockpulse.services import dashboard, processes
+from stockpulse.ops.services import dashboard, processes
 from tests.integration.helpers import csv_slice
 
 pytestmark = pytest.mark.slow

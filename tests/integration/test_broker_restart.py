@@ -21,8 +21,8 @@ import pytest
 
 from stockpulse.config import PROJECT_ROOT
 from stockpulse.db import connect
-from stockpulse.replay import TickRow, read_rows
-from stockpulse.services.broker import ensure_topic
+from stockpulse.replay.csv_rows import TickRow, read_rows
+from stockpulse.ops.services.broker import ensure_topic
 from tests.conftest import embedded_kafka, run_cli
 from tests.integration.helpers import csv_slice, lake_table, postgres_counts, records_in_topic, start_slow_producer
 
@@ -92,7 +92,7 @@ def test_broker_sigkill_mid_stream_loses_and_doubles_nothing(pipeline_env, tmp_p
 
 def consumer_ready(env: dict[str, str], pid: int) -> bool:
     """Both queries of job ``pid`` ran a trigger (its heartbeat says so)."""
-    from stockpulse.consumer import JobFiles, read_heartbeat
+    from stockpulse.stream.job_files import JobFiles, read_heartbeat
 
     beats = read_heartbeat(JobFiles.of(env["CHECKPOINT_DIR"], Path(env["STOCKPULSE_STATE_DIR"])).heartbeat, pid)
     return bool(beats) and all(beat is not None for beat in beats.values())

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from stockpulse.config import PROJECT_ROOT
 from stockpulse.dashboard.data import RESULT_TTL_SECONDS
-from stockpulse.services.processes import free_port
+from stockpulse.ops.services.processes import free_port
 from tests.integration.dashboard_seed import INDICES, insert_ticks, known_ticks, reader
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")

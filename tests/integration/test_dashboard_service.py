@@ -9,7 +9,7 @@ import pytest
 
 from stockpulse.config import StackSettings
 from stockpulse.errors import ServiceError
-from stockpulse.services import dashboard, processes
+from stockpulse.ops.services import dashboard, processes
 
 
 @pytest.fixture

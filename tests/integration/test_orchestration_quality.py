@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from stockpulse.db import connect
-from stockpulse.orchestration import quality
+from stockpulse.ops import quality
 
 INSERT = """
 INSERT INTO ticks_raw (stream_ts, date, index, open, high, low, close, volume, trade_value,

@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stockpulse.services.postgres import EmbeddedPostgres, _pgserver_bin, install_binaries
-from stockpulse.services.processes import free_port
+from stockpulse.ops.services.postgres import EmbeddedPostgres, _pgserver_bin, install_binaries
+from stockpulse.ops.services.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def scratch():
 
 def test_pip_shipped_server_installs_outside_the_venv_and_serves(scratch, monkeypatch, caplog):
     home = scratch / "pgserver"
-    with caplog.at_level(logging.INFO, logger="stockpulse.services.postgres"):
+    with caplog.at_level(logging.INFO, logger="stockpulse.ops.services.postgres"):
         bin_dir = install_binaries(home, allow_apt=False)
 
     assert bin_dir.is_relative_to(home), f"installed outside the state directory: {bin_dir}"

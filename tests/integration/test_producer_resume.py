@@ -7,8 +7,8 @@ import signal
 from collections import Counter
 
 from stockpulse.kafka_offsets import newest_records
-from stockpulse.replay import TickRow, read_rows
-from stockpulse.resume import key_partition, record_position
+from stockpulse.replay.csv_rows import TickRow, read_rows
+from stockpulse.replay.resume import key_partition, record_position
 from tests.conftest import run_cli
 from tests.integration.helpers import csv_slice, produced_rows, records_in_topic as landed, start_slow_producer, wait_for_records
 
@@ -51,7 +51,7 @@ def test_sigkill_mid_replay_then_resume_sends_each_row_once(pipeline_env, broker
 
 def test_resume_reads_its_own_topic_only(pipeline_env, broker, topic, database_url, tmp_path):
     """ticks_raw full of another topic's rows, the producer's topic empty: --resume sends everything."""
-    from stockpulse.services.broker import ensure_topic
+    from stockpulse.ops.services.broker import ensure_topic
 
     csv = csv_slice(tmp_path / "slice.csv", 100)
     rows = sum(1 for r in read_rows(csv) if isinstance(r, TickRow))

@@ -2,7 +2,7 @@
 
 from stockpulse import db
 from stockpulse.kafka_offsets import topic_partitions
-from stockpulse.services.broker import ensure_topic
+from stockpulse.ops.services.broker import ensure_topic
 
 
 def test_init_sql_is_idempotent_and_creates_tables(database_url):

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from stockpulse.services.jars import spark_kafka_package
+from stockpulse.jars import spark_kafka_package
 from tests.integration.helpers import lake_table, postgres_counts, produced_rows, records_in_topic
 
 from stockpulse.kafka_offsets import topic_partitions
-from stockpulse.services.processes import free_port, port_open
+from stockpulse.ops.services.processes import free_port, port_open
 from tests.conftest import run_cli
 
 
@@ -26,13 +26,13 @@ def stack_env():
                 "KAFKA_EMBEDDED_PORT": str(free_port()), "KAFKA_EMBEDDED_CONTROLLER_PORT": str(free_port()),
                 "KAFKA_TOPIC": "stack_ticks", "LAKE_PATH": str(state / "lake"), "CHECKPOINT_DIR": str(state / "chk")})
     yield env
-    run_cli(["-m", "stockpulse.stack", "down"], env)
+    run_cli(["-m", "stockpulse.ops.stack", "down"], env)
     shutil.rmtree(state, ignore_errors=True)
 
 
 def test_services_twice_then_down(stack_env):
     for _ in range(2):  # the second run must find everything running and change nothing
-        result = run_cli(["-m", "stockpulse.stack", "services"], stack_env)
+        result = run_cli(["-m", "stockpulse.ops.stack", "services"], stack_env)
         assert result.returncode == 0, result.stderr
         assert "postgres   running" in result.stdout and "broker     running" in result.stdout
     pg_port, kafka_port = int(stack_env["PG_EMBEDDED_PORT"]), int(stack_env["KAFKA_EMBEDDED_PORT"])
@@ -42,7 +42,7 @@ def test_services_twice_then_down(stack_env):
     with connect(f"postgresql://stockpulse@127.0.0.1:{pg_port}/stocks") as conn:
         assert conn.execute("SELECT count(*) FROM ticks_raw").fetchone()[0] == 0
 
-    down = run_cli(["-m", "stockpulse.stack", "down"], stack_env)
+    down = run_cli(["-m", "stockpulse.ops.stack", "down"], stack_env)
     assert down.returncode == 0, down.stderr
     assert "stopped postgres" in down.stdout and "stopped broker" in down.stdout
     assert not port_open("127.0.0.1", pg_port) and not port_open("127.0.0.1", kafka_port)
@@ -54,19 +54,19 @@ def test_taken_port_is_a_clear_error(stack_env):
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", int(stack_env["KAFKA_EMBEDDED_PORT"])))
         blocker.listen()
-        result = run_cli(["-m", "stockpulse.stack", "services"], stack_env)
+        result = run_cli(["-m", "stockpulse.ops.stack", "services"], stack_env)
     assert result.returncode == 2
     assert "already taken" in result.stderr and "KAFKA_EMBEDDED_PORT" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def _services(env) -> None:
-    result = run_cli(["-m", "stockpulse.stack", "services"], env)
+    result = run_cli(["-m", "stockpulse.ops.stack", "services"], env)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _down(env) -> None:
-    result = run_cli(["-m", "stockpulse.stack", "down"], env)
+    result = run_cli(["-m", "stockpulse.ops.stack", "down"], env)
     assert result.returncode == 0 and "stopped broker" in result.stdout, result.stderr[-2000:]
 
 

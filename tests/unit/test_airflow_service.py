@@ -8,7 +8,7 @@ import pytest
 
 from stockpulse.config import StackSettings
 from stockpulse.errors import ConfigError
-from stockpulse.services import airflow as airflow_service
+from stockpulse.ops.services import airflow as airflow_service
 
 
 def test_standalone_environment(tmp_path):

@@ -9,8 +9,9 @@ import sys
 from types import SimpleNamespace
 
 from stockpulse.config import PROJECT_ROOT
-from stockpulse.consumer import Heartbeat, JobFiles, read_heartbeat
-from stockpulse.services import processes
+from stockpulse.stream.job_files import Heartbeat, JobFiles, read_heartbeat
+from stockpulse import locks
+from stockpulse.ops.services import processes
 
 
 def test_a_second_job_on_the_same_checkpoints_refuses_before_tidying_the_lake(tmp_path):
@@ -21,7 +22,7 @@ def test_a_second_job_on_the_same_checkpoints_refuses_before_tidying_the_lake(tm
     stray = lake / "part-00000-running-batch.c000.snappy.parquet"
     stray.write_bytes(b"the running job is writing this")
     files = JobFiles.of(str(chk), state)
-    holder = processes.try_lock(files.lock)  # the running job
+    holder = locks.try_lock(files.lock)  # the running job
     assert holder is not None
     try:
         env = {**os.environ, "CHECKPOINT_DIR": str(chk), "LAKE_PATH": str(lake), "STOCKPULSE_STATE_DIR": str(state),
@@ -52,12 +53,12 @@ def test_the_heartbeat_names_each_query_and_its_latest_trigger(tmp_path):
 
 
 def test_a_failed_query_is_summed_up_by_the_error_our_code_raised():
-    from stockpulse.consumer import failure_summary
+    from stockpulse.stream.cli import failure_summary
 
     spark_message = (
         "[PYTHON_EXCEPTION] An exception was thrown from the Python worker: Traceback (most recent call last):\n"
         '  File "/x/pyspark/worker.py", line 10, in main\n    process()\n'
-        "stockpulse.kafka_source.KafkaSourceError: topic t was deleted and created again. Set FAIL_ON_DATA_LOSS=false\n"
+        "stockpulse.stream.kafka_source.KafkaSourceError: topic t was deleted and created again. Set FAIL_ON_DATA_LOSS=false\n"
         "\tat org.apache.spark.api.python.BasePythonRunner(PythonRunner.scala:1)\n"
     )
     assert failure_summary(spark_message) == (

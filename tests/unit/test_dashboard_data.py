@@ -9,7 +9,7 @@ from sqlalchemy import exc as sa_exc
 from streamlit import config as st_config
 
 from stockpulse.dashboard import data
-from stockpulse.services import dashboard as service
+from stockpulse.ops.services import dashboard as service
 
 URL = "postgresql://viewer:hunter2@db.example:5432/stocks"
 

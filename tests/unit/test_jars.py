@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stockpulse.services import jars
+from stockpulse import jars
 
 
 @pytest.mark.parametrize("jar, name", [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stockpulse.kafka_source import (
+from stockpulse.stream.kafka_source import (
     KafkaSourceError, KafkaStreamReader, OffsetRange, cap_offsets, parse_starting_offsets, plan_ranges,
 )
 
@@ -42,7 +42,7 @@ def reader(**extra):
 
 def test_partitions_after_topic_recreated_read_new_topic_from_start(monkeypatch):
     # The broker still holds the topic the batch was planned against.
-    monkeypatch.setattr("stockpulse.kafka_source.describe_topic", lambda bootstrap, topic: ("new", [0, 1]))
+    monkeypatch.setattr("stockpulse.stream.kafka_source.describe_topic", lambda bootstrap, topic: ("new", [0, 1]))
     start = {"t": {"0": 500, "1": 400}, "topicIds": {"t": "old"}}
     end = {"t": {"0": 20, "1": 30}, "topicIds": {"t": "new"}}
     assert reader().partitions(start, end) == [OffsetRange("t", 0, 0, 20), OffsetRange("t", 1, 0, 30)]
@@ -101,7 +101,7 @@ class _FakeConsumer:
     [[_Message(0), _Message(1)], [_Message(4)]],            # a record past the range's end arrives
 ], ids=["eof", "record-past-end"])
 def test_a_range_with_offsets_that_hold_no_record_still_ends(monkeypatch, polls):
-    import stockpulse.kafka_source as source
+    import stockpulse.stream.kafka_source as source
 
     monkeypatch.setattr(source, "_consumer", lambda *_a, **_k: _FakeConsumer(polls))
     batches = list(source.read_range("b:9092", OffsetRange("t", 0, 0, 3), poll_timeout=1.0))
@@ -109,7 +109,7 @@ def test_a_range_with_offsets_that_hold_no_record_still_ends(monkeypatch, polls)
 
 
 def test_a_batch_planned_against_a_lost_topic_is_refused_or_skipped(monkeypatch):
-    monkeypatch.setattr("stockpulse.kafka_source.describe_topic", lambda bootstrap, topic: ("after-restart", [0]))
+    monkeypatch.setattr("stockpulse.stream.kafka_source.describe_topic", lambda bootstrap, topic: ("after-restart", [0]))
     start = {"t": {"0": 100}, "topicIds": {"t": "before"}}
     end = {"t": {"0": 150}, "topicIds": {"t": "before"}}
     with pytest.raises(KafkaSourceError, match="created again"):
@@ -119,8 +119,8 @@ def test_a_batch_planned_against_a_lost_topic_is_refused_or_skipped(monkeypatch)
 
 def test_a_batch_this_reader_just_planned_needs_no_second_topic_lookup(monkeypatch):
     calls = []
-    monkeypatch.setattr("stockpulse.kafka_source.describe_topic", lambda b, t: calls.append(t) or ("id", [0]))
-    monkeypatch.setattr("stockpulse.kafka_source.watermarks", lambda b, t, parts: {0: (0, 50)})
+    monkeypatch.setattr("stockpulse.stream.kafka_source.describe_topic", lambda b, t: calls.append(t) or ("id", [0]))
+    monkeypatch.setattr("stockpulse.stream.kafka_source.watermarks", lambda b, t, parts: {0: (0, 50)})
     r = reader()
     end = r.latestOffset({"t": {"0": 10}, "topicIds": {"t": "id"}}, None)
     assert r.partitions({"t": {"0": 10}, "topicIds": {"t": "id"}}, end) == [OffsetRange("t", 0, 10, 50)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stockpulse.lake import committed_files, data_files, remove_uncommitted, uncommitted
+from stockpulse.stream.lake import committed_files, data_files, remove_uncommitted, uncommitted
 
 
 def log_text(*entries: tuple[Path, str]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from stockpulse.orchestration.checkpoints import (
+from stockpulse.ops.checkpoints import (
     latest_committed_batch, parse_offset_log, partition_lag, read_all, read_progress,
 )
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from stockpulse.services.airflow import DAG_ID, DAGS_FOLDER
+from stockpulse.ops.services.airflow import DAG_ID, DAGS_FOLDER
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stockpulse.orchestration import health, quality, tasks
-from stockpulse.orchestration.health import HEALTHY, UNHEALTHY, WAITING, Observation, assess
+from stockpulse.ops import health, quality, tasks
+from stockpulse.ops.health import HEALTHY, UNHEALTHY, WAITING, Observation, assess
 
 NOW = 10_000.0
 QUERIES = ("ticks_to_parquet", "ticks_to_postgres")

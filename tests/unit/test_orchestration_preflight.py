@@ -6,8 +6,8 @@ import pytest
 
 from stockpulse.config import StackSettings
 from stockpulse.errors import ServiceError
-from stockpulse.orchestration.preflight import broker_addresses, check_broker, check_postgres
-from stockpulse.services.processes import free_port
+from stockpulse.ops.preflight import broker_addresses, check_broker, check_postgres
+from stockpulse.ops.services.processes import free_port
 
 
 def test_bootstrap_lists_are_parsed():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stockpulse.orchestration.quality import CHECKS, count_sql, failures, sample_sql
+from stockpulse.ops.quality import CHECKS, count_sql, failures, sample_sql
 
 
 def test_every_rule_of_the_issue_is_checked():

@@ -12,11 +12,11 @@ import pytest
 
 from stockpulse.config import PROJECT_ROOT, ConsumerSettings, StackSettings
 from stockpulse.errors import ServiceError
-from stockpulse.orchestration.health import UNHEALTHY, Observation, assess, stalls
-from stockpulse.orchestration.supervisor import (
+from stockpulse.ops.health import UNHEALTHY, Observation, assess, stalls
+from stockpulse.ops.supervisor import (
     NOTHING, RESTART, START, ConsumerPaths, consumer_command, consumer_lock, decide, running_consumer, stop,
 )
-from stockpulse.services import processes
+from stockpulse.ops.services import processes
 
 NOW = 10_000.0
 
@@ -100,7 +100,7 @@ HOLDER = textwrap.dedent(f"""
     import sys, time
     from pathlib import Path
     sys.path.insert(0, {str(PROJECT_ROOT)!r})
-    from stockpulse.consumer import hold_job_lock
+    from stockpulse.stream.job_files import hold_job_lock
     lock = hold_job_lock(Path(sys.argv[1]), "test")
     print("locked", flush=True)
     time.sleep(300)
@@ -163,7 +163,7 @@ def test_a_stale_pid_file_never_kills_an_unrelated_process(paths):
 
 
 def test_make_up_sees_a_consumer_started_by_hand_and_starts_no_second_one(tmp_path, paths, lock_holder, monkeypatch):
-    from stockpulse import stack
+    from stockpulse.ops import stack
 
     monkeypatch.setenv("STOCKPULSE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("CHECKPOINT_DIR", str(tmp_path / "chk"))

@@ -6,7 +6,7 @@ import pytest
 
 from stockpulse.config import ConsumerSettings
 from stockpulse.errors import ConfigError
-from stockpulse.outputs import targets
+from stockpulse.ops.outputs import targets
 
 
 def test_targets_are_the_lake_and_both_checkpoints(tmp_path):

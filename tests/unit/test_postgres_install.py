@@ -1,6 +1,6 @@
 """The apt route must install PostgreSQL binaries without Debian starting its own server on 5432."""
 
-from stockpulse.services.postgres import skip_main_cluster
+from stockpulse.ops.services.postgres import skip_main_cluster
 
 
 def test_writes_create_main_cluster_false(tmp_path):

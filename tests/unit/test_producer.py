@@ -3,8 +3,8 @@
 import json
 from datetime import datetime, timezone
 
-from stockpulse.producer import main, replay
-from stockpulse.replay import PROCESSED_COLUMNS
+from stockpulse.replay.producer import main, replay
+from stockpulse.replay.csv_rows import PROCESSED_COLUMNS
 
 
 class FakeFuture:

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from stockpulse.errors import InputError
-from stockpulse.replay import (
+from stockpulse.replay.csv_rows import (
     PROCESSED_COLUMNS, BadRow, RowError, TickRow, encode_message, format_stream_ts, group_ticks,
     parse_row, read_rows,
 )

@@ -4,9 +4,9 @@ import json
 from datetime import date
 from decimal import Decimal
 
-from stockpulse.producer import replay
-from stockpulse.resume import ResumePoint, key_partition, record_position, resume_point, summarise_tail
-from stockpulse.replay import TickRow
+from stockpulse.replay.producer import replay
+from stockpulse.replay.resume import ResumePoint, key_partition, record_position, resume_point, summarise_tail
+from stockpulse.replay.csv_rows import TickRow
 from tests.unit.test_producer import FakeProducer, csv_file
 
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from stockpulse.job import use_official_source
-from stockpulse.replay import TickRow, encode_message, format_stream_ts
+from stockpulse.stream.job import use_official_source
+from stockpulse.replay.csv_rows import TickRow, encode_message, format_stream_ts
 from stockpulse.schema import REASON_COLUMN, STORED_FIELDS
 
 STAMP = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
@@ -52,7 +52,7 @@ def tick(close="25000.12345678", volume=123456789, **overrides):
 
 
 def test_trade_value_is_exactly_close_times_volume(spark):
-    from stockpulse.transform import to_ticks, valid_ticks
+    from stockpulse.stream.transform import to_ticks, valid_ticks
 
     values = [tick(), tick(close="0.00000001", volume=1), tick(close="99999999.99999999", volume=10**12)]
     out = valid_ticks(to_ticks(kafka_rows(spark, values))).collect()
@@ -73,7 +73,7 @@ def test_trade_value_is_exactly_close_times_volume(spark):
     (tick(volume=-5), "field 'volume' is negative"),
 ])
 def test_malformed_messages_get_a_reason_and_stay_out_of_the_lake(spark, value, reason):
-    from stockpulse.transform import to_ticks, valid_ticks
+    from stockpulse.stream.transform import to_ticks, valid_ticks
 
     ticks = to_ticks(kafka_rows(spark, [value, tick()]))
     reasons = [r[REASON_COLUMN] for r in ticks.orderBy("kafka_offset").collect()]
@@ -101,6 +101,6 @@ def test_builtin_without_the_connector_is_one_clear_line():
     ({"spark.jars": "/x/other.jar"}, False), ({}, False),
 ])
 def test_a_connector_given_to_spark_submit_is_not_added_twice(conf, expected):
-    from stockpulse.job import connector_submitted
+    from stockpulse.stream.job import connector_submitted
 
     assert connector_submitted(conf) is expected

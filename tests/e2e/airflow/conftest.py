@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from stockpulse.orchestration import supervisor
-from stockpulse.services import airflow as airflow_service
-from stockpulse.services import processes
+from stockpulse.ops import supervisor
+from stockpulse.ops.services import airflow as airflow_service
+from stockpulse.ops.services import processes
 
 from .steps import airflow_cli, paths_for
 

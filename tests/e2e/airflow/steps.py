@@ -12,8 +12,8 @@ import pytest
 
 from stockpulse.config import ConsumerSettings, StackSettings
 from stockpulse.db import connect
-from stockpulse.orchestration import supervisor
-from stockpulse.services import airflow as airflow_service
+from stockpulse.ops import supervisor
+from stockpulse.ops.services import airflow as airflow_service
 
 ROOT = Path(__file__).resolve().parents[3]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")

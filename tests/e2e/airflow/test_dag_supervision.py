@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from stockpulse.orchestration.checkpoints import batch_ids
-from stockpulse.orchestration.supervisor import running_consumer
+from stockpulse.ops.checkpoints import batch_ids
+from stockpulse.ops.supervisor import running_consumer
 from tests.integration.helpers import csv_slice, lake_table
 
 from .steps import produce, row_counts, run_dag_test, start_producer, topic_size, wait_for
@@ -109,7 +109,7 @@ def test_a_consumer_that_dies_after_the_start_attempt_turns_the_run_red(dag_env,
 
 def test_a_stalled_consumer_is_restarted(dag_env, pipeline_env, consumer_paths):
     """A consumer frozen with SIGSTOP is alive but commits nothing while new ticks wait."""
-    from stockpulse.orchestration.checkpoints import read_progress
+    from stockpulse.ops.checkpoints import read_progress
 
     url, chk, topic = pipeline_env["DATABASE_URL"], Path(pipeline_env["CHECKPOINT_DIR"]), pipeline_env["KAFKA_TOPIC"]
     produce(pipeline_env, 10)
@@ -142,7 +142,7 @@ def test_catch_up_mode_processes_the_backlog_inside_the_task(dag_env, pipeline_e
 
 def test_a_start_on_an_idle_topic_is_green_only_once_every_query_ran_a_trigger(dag_env, pipeline_env, consumer_paths):
     """Nothing waits on the topic, so no batch can prove the new job works: its heartbeat must."""
-    from stockpulse.consumer import read_heartbeat
+    from stockpulse.stream.job_files import read_heartbeat
 
     assert topic_size(pipeline_env) == 0
     started = time.time()

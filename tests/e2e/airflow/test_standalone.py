@@ -15,9 +15,9 @@ import uuid
 import pytest
 
 from stockpulse.config import PROJECT_ROOT
-from stockpulse.orchestration import supervisor
-from stockpulse.services import airflow as airflow_service
-from stockpulse.services import processes
+from stockpulse.ops import supervisor
+from stockpulse.ops.services import airflow as airflow_service
+from stockpulse.ops.services import processes
 
 from .steps import paths_for, produce, wait_for
 
@@ -48,7 +48,7 @@ def module_database_url(pg_server):
 @pytest.fixture(scope="module")
 def standalone(broker, module_database_url, tmp_path_factory):
     """``airflow standalone`` pointed at the test services; yields (client, pipeline env, paths)."""
-    from stockpulse.services.broker import ensure_topic
+    from stockpulse.ops.services.broker import ensure_topic
 
     base = tmp_path_factory.mktemp("standalone")
     topic = f"ticks_{uuid.uuid4().hex[:10]}"

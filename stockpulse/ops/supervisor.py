@@ -2,7 +2,7 @@
 
 The consumer is the same detached process ``make up`` starts (same command, pid file, log and
 environment), so the stack and Airflow always agree on whether it runs. Whether it runs is read
-from the job lock the consumer itself holds for its whole life (see :mod:`stockpulse.consumer`),
+from the job lock the consumer itself holds for its whole life (see :mod:`stockpulse.stream.cli`),
 not from a pid file alone; a pid is only ever signalled after ``/proc/<pid>/cmdline`` shows it
 is the consumer, so a stale pid file never kills an unrelated process. Every decision to start or
 stop the job is also taken holding the supervisors' own lock file in the state directory, so two
@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from stockpulse.config import PROJECT_ROOT, ConsumerSettings, StackSettings
-from stockpulse.consumer import JobFiles, lock_pid
+from stockpulse.stream.job_files import JobFiles, lock_pid
 from stockpulse.errors import ServiceError, StockPulseError
-from stockpulse.services import processes
+from stockpulse import locks
+from stockpulse.ops.services import processes
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def decide(pid: int | None, stalls: Sequence[object], lag: int) -> Decision:
     """What to do with the consumer.
 
     ``stalls`` are the sinks that lag and have committed nothing for longer than the threshold
-    (:func:`stockpulse.orchestration.health.stalls`, the very rule the health report judges by):
+    (:func:`stockpulse.ops.health.stalls`, the very rule the health report judges by):
     one stuck query is enough, even while the other keeps committing.
     """
     if pid is None:
@@ -76,7 +77,7 @@ def consumer_command(once: bool = False) -> list[str]:
 @contextmanager
 def consumer_lock(lock_file: Path, timeout: float = 120.0) -> Iterator[None]:
     """Hold the exclusive supervisors' lock; a second holder waits up to ``timeout`` seconds."""
-    handle = processes.acquire_lock(lock_file, timeout, interval=1.0)
+    handle = locks.acquire_lock(lock_file, timeout, interval=1.0)
     if handle is None:
         raise ServiceError(f"another supervisor holds {lock_file} for more than {timeout:.0f} s "
                            "(a catch-up run may be in progress)")
@@ -87,7 +88,7 @@ def consumer_lock(lock_file: Path, timeout: float = 120.0) -> Iterator[None]:
 def is_consumer(pid: int) -> bool:
     """True when ``pid`` is a running StockPulse consumer (by its command line)."""
     args = processes.command_line(pid) or []
-    return processes.alive(pid) and any(Path(a).name == "consumer.py" or a == "stockpulse.consumer" for a in args)
+    return processes.alive(pid) and any(Path(a).name == "consumer.py" or a == "stockpulse.stream.cli" for a in args)
 
 
 def running_consumer(paths: ConsumerPaths) -> int | None:
@@ -98,7 +99,7 @@ def running_consumer(paths: ConsumerPaths) -> int | None:
     the consumer is an error: nothing may start a second job, and nothing may signal a stranger.
     """
     from_file = processes.read_pid(paths.pid_file)
-    if processes.lock_held(paths.job.lock):
+    if locks.lock_held(paths.job.lock):
         holder = lock_pid(paths.job.lock)
         for pid in (holder, from_file):
             if pid and is_consumer(pid):
@@ -122,15 +123,13 @@ def started_at(paths: ConsumerPaths) -> float | None:
 
 def start(s: StackSettings, paths: ConsumerPaths) -> int:
     """Start the streaming consumer detached, exactly as ``make up`` does, unless one runs."""
-    from stockpulse.stack import job_env
-
     running = running_consumer(paths)
     if running is not None:
         logger.info("consumer already running (pid %d)", running)
         return running
     _forget(paths.pid_file)
     return processes.start_detached("consumer", consumer_command(), paths.pid_file, paths.log_file,
-                                    env=job_env(s), cwd=PROJECT_ROOT)
+                                    env=processes.job_env(), cwd=PROJECT_ROOT)
 
 
 def stop(paths: ConsumerPaths, timeout: float = 30.0) -> bool:
@@ -184,13 +183,11 @@ def run_catch_up(s: StackSettings, paths: ConsumerPaths) -> int:
     limit is the task's ``execution_timeout``: Airflow then interrupts us and the ``finally``
     stops the job's process group. Returns the number of output lines relayed to the task log.
     """
-    from stockpulse.stack import job_env
-
     if stop(paths):
         logger.info("stopped the streaming consumer for the catch-up; the next supervise run restarts it")
     paths.log_file.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(consumer_command(once=True), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=job_env(s), cwd=PROJECT_ROOT, text=True,
+                            stdin=subprocess.DEVNULL, env=processes.job_env(), cwd=PROJECT_ROOT, text=True,
                             start_new_session=True)
     paths.pid_file.write_text(f"{proc.pid}\n")
     lines = 0

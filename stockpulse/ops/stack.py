@@ -18,9 +18,9 @@ from typing import Callable
 
 from stockpulse.config import PROJECT_ROOT, StackSettings, redact_url
 from stockpulse.errors import StockPulseError
-from stockpulse.services import airflow as airflow_service
-from stockpulse.services import dashboard as dashboard_service
-from stockpulse.services import processes
+from stockpulse.ops.services import airflow as airflow_service
+from stockpulse.ops.services import dashboard as dashboard_service
+from stockpulse.ops.services import processes
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _log_file(s: StackSettings, name: str) -> Path:
 
 
 def embedded_postgres(s: StackSettings):
-    from stockpulse.services.postgres import EmbeddedPostgres
+    from stockpulse.ops.services.postgres import EmbeddedPostgres
 
     return EmbeddedPostgres(s.state_dir / "postgres" / "data", s.postgres.embedded_port, _log_file(s, "postgres"))
 
@@ -68,7 +68,7 @@ def _postgres_running(s: StackSettings) -> bool:
 
 # -- broker -----------------------------------------------------------------------------------
 def embedded_kafka(s: StackSettings):
-    from stockpulse.services.broker import EmbeddedKafka
+    from stockpulse.ops.services.broker import EmbeddedKafka
 
     return EmbeddedKafka(s.state_dir / "kafka", s.kafka.embedded_port, s.kafka.embedded_controller_port,
                          _log_file(s, "broker"), _pid_file(s, "broker"), heap=s.kafka.embedded_heap,
@@ -76,7 +76,7 @@ def embedded_kafka(s: StackSettings):
 
 
 def _start_broker(s: StackSettings) -> None:
-    from stockpulse.services.broker import ensure_topic
+    from stockpulse.ops.services.broker import ensure_topic
 
     if s.kafka.embedded:
         embedded_kafka(s).start()
@@ -96,24 +96,16 @@ def _describe_broker(s: StackSettings) -> str:
     where = f"{s.kafka.bootstrap_servers}, topic {s.kafka.topic}"
     if not s.kafka.embedded:
         return f"{where} (external)"
-    from stockpulse.services.jars import KAFKA_BROKER, pinned_version
+    from stockpulse.jars import KAFKA_BROKER, pinned_version
 
     return f"{where} (embedded Apache Kafka {pinned_version(KAFKA_BROKER, 'kafka_2.13')}, data in {s.state_dir / 'kafka'})"
 
 
 # -- jobs -------------------------------------------------------------------------------------
-def job_env(s: StackSettings) -> dict[str, str]:
-    """Environment for the jobs the stack starts: the user's, plus what the stack decided."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("PYSPARK_PYTHON", sys.executable)
-    return env
-
-
 def _start_consumer(s: StackSettings) -> None:
     # Under the same lock as the Airflow supervisor, so the two can never start it twice; the job
     # itself refuses to run twice on the same checkpoints (its own lock), whoever starts it.
-    from stockpulse.orchestration import supervisor
+    from stockpulse.ops import supervisor
 
     paths = supervisor.ConsumerPaths.of(s)
     with supervisor.consumer_lock(paths.lock_file):
@@ -123,14 +115,14 @@ def _start_consumer(s: StackSettings) -> None:
 def _stop_consumer(s: StackSettings) -> bool:
     # No supervisors' lock: Airflow is stopped before the consumer, and `make down` must not wait
     # out a catch-up holding that lock; the catch-up is the consumer, and is stopped with it.
-    from stockpulse.orchestration import supervisor
+    from stockpulse.ops import supervisor
 
     return supervisor.stop(supervisor.ConsumerPaths.of(s))
 
 
 def _consumer_running(s: StackSettings) -> bool:
     """By the job lock (a consumer started by hand counts), not only by the pid file."""
-    from stockpulse.orchestration import supervisor
+    from stockpulse.ops import supervisor
 
     paths = supervisor.ConsumerPaths.of(s)
     try:
@@ -159,7 +151,7 @@ def _start_producer(s: StackSettings) -> None:
     # Mark completion so a second `make up` does not replay the history again.
     shell = " ".join(f"'{c}'" for c in command) + f" && touch '{done}'"
     processes.start_detached("producer", ["/bin/sh", "-c", shell], _pid_file(s, "producer"),
-                             _log_file(s, "producer"), env=job_env(s), cwd=PROJECT_ROOT)
+                             _log_file(s, "producer"), env=processes.job_env(), cwd=PROJECT_ROOT)
 
 
 def _detached(name: str) -> tuple[Callable[[StackSettings], bool], Callable[[StackSettings], bool]]:
@@ -219,7 +211,7 @@ def status_text(s: StackSettings, infrastructure_only: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stockpulse.stack")
+    parser = argparse.ArgumentParser(prog="python -m stockpulse.ops.stack")
     parser.add_argument("command", choices=["up", "down", "services", "status"])
     args = parser.parse_args(argv)
     try:

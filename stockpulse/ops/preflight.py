@@ -8,7 +8,7 @@ import shutil
 
 from stockpulse.config import StackSettings, redact_url
 from stockpulse.errors import ServiceError
-from stockpulse.services import processes
+from stockpulse.ops.services import processes
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def check_broker(s: StackSettings) -> list[int]:
 def check_postgres(s: StackSettings) -> None:
     """Connect and apply init.sql plus the orchestration's own table (both idempotent)."""
     from stockpulse.db import apply_init_sql
-    from stockpulse.orchestration.quality import ensure_state
+    from stockpulse.ops.quality import ensure_state
 
     try:
         apply_init_sql(s.postgres.url)

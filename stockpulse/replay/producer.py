@@ -21,8 +21,8 @@ from typing import Callable, Iterator
 
 from stockpulse.config import PROJECT_ROOT, KafkaSettings
 from stockpulse.errors import ServiceError, StockPulseError
-from stockpulse.resume import ResumePoint
-from stockpulse.replay import BadRow, TickRow, check_header, encode_message, format_stream_ts, group_ticks, read_rows
+from stockpulse.replay.resume import ResumePoint
+from stockpulse.replay.csv_rows import BadRow, TickRow, check_header, encode_message, format_stream_ts, group_ticks, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def build_parser(defaults: KafkaSettings) -> argparse.ArgumentParser:
 def find_resume_point(bootstrap_servers: str, topic: str) -> ResumePoint:
     """Read the newest records of ``topic`` and say where the replay stands."""
     from stockpulse.kafka_offsets import KafkaOffsetsError, newest_records
-    from stockpulse.resume import TAIL_WINDOW, resume_point
+    from stockpulse.replay.resume import TAIL_WINDOW, resume_point
 
     try:
         records = newest_records(bootstrap_servers, topic, TAIL_WINDOW)

@@ -1,5 +1,5 @@
 """The embedded broker: a single-node Apache Kafka 4 in KRaft mode (one process is both broker
-and controller), run from jars resolved from the Maven registry (:mod:`stockpulse.services.jars`).
+and controller), run from jars resolved from the Maven registry (:mod:`stockpulse.jars`).
 
 Why the real broker: its log lives on disk under the state directory, so every message survives
 ``make down`` / ``make up``, a ``kill -9`` of the broker and a restart of the machine's services,
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stockpulse.errors import ServiceError
-from stockpulse.services import jars
-from stockpulse.services.processes import port_open, read_pid, start_detached, stop_detached, wait_for_port
+from stockpulse import jars
+from stockpulse.ops.services.processes import port_open, read_pid, start_detached, stop_detached, wait_for_port
 
 logger = logging.getLogger(__name__)
 

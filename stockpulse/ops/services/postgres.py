@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stockpulse.errors import ServiceError
-from stockpulse.services.processes import port_open
+from stockpulse.ops.services.processes import port_open
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Iterable, Mapping
 
-from stockpulse.replay import TickRow
+from stockpulse.replay.csv_rows import TickRow
 
 TAIL_WINDOW = 256
 """Records read from the end of each partition; many ticks' worth for a handful of indices."""

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -11,7 +10,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from stockpulse.errors import ServiceError
 
@@ -140,44 +139,14 @@ def command_line(pid: int) -> list[str] | None:
     return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
 
 
-def try_lock(path: Path) -> IO[str] | None:
-    """An open handle holding an exclusive ``flock`` on ``path`` (created if missing), or None
-    when another process holds it. The lock lasts until the handle is closed or the process ends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
+def job_env() -> dict[str, str]:
+    """Environment for the jobs the stack and the supervisor start: the user's, with the project
+    importable and Spark's Python workers on this very interpreter (the venv's)."""
+    import sys
 
+    from stockpulse.config import PROJECT_ROOT
 
-def acquire_lock(path: Path, timeout: float, interval: float = 0.2) -> IO[str] | None:
-    """:func:`try_lock`, retried for up to ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        handle = try_lock(path)
-        if handle is not None or time.monotonic() >= deadline:
-            return handle
-        time.sleep(interval)
-
-
-def lock_held(path: Path) -> bool:
-    """True when some process holds an exclusive ``flock`` on ``path``.
-
-    The probe takes a shared lock for an instant (never creating the file), so probes do not
-    block one another; a holder taking the lock at that very instant must retry briefly, which
-    :func:`acquire_lock` does.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    return env

@@ -1,2 +1,2 @@
 """Starting and stopping the embedded services: PostgreSQL, the Apache Kafka broker (jars from
-the Maven registry, :mod:`stockpulse.services.jars`), and detached jobs."""
+the Maven registry, :mod:`stockpulse.jars`), and detached jobs."""

@@ -103,7 +103,7 @@ def resolve(bundle: str, root: Path | None = None) -> list[Path]:
     Concurrent callers (a test session and ``make up``) serialise on a lock; the copy is made in
     a temporary directory and renamed into place, so a killed resolution leaves nothing half done.
     """
-    from stockpulse.services.processes import acquire_lock
+    from stockpulse.locks import acquire_lock
 
     root = root or cache_root()
     jars = cached_jars(bundle, root)
@@ -160,7 +160,7 @@ def spark_kafka_package() -> str:
 
 
 def main() -> int:
-    """``python -m stockpulse.services.jars``: resolve every bundle now (``make jars``), print where."""
+    """``python -m stockpulse.jars``: resolve every bundle now (``make jars``), print where."""
     import sys
 
     from stockpulse import logs

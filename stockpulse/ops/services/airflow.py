@@ -18,7 +18,7 @@ from typing import Mapping
 
 from stockpulse.config import PROJECT_ROOT, StackSettings, env_int, env_str
 from stockpulse.errors import ConfigError, ServiceError
-from stockpulse.services import processes
+from stockpulse.ops.services import processes
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +175,7 @@ def _log_file(s: StackSettings) -> Path:
 
 def start(s: StackSettings) -> None:
     """Start Airflow detached with the stack's environment (idempotent)."""
-    from stockpulse.stack import job_env
-
-    start_standalone(home(s), port(), job_env(s), _pid_file(s), _log_file(s))
+    start_standalone(home(s), port(), processes.job_env(), _pid_file(s), _log_file(s))
 
 
 def stop(s: StackSettings) -> bool:

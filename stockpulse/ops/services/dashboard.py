@@ -16,7 +16,7 @@ from typing import Mapping
 from stockpulse.config import PROJECT_ROOT, StackSettings
 from stockpulse.dashboard.settings import DashboardSettings
 from stockpulse.errors import ServiceError, StockPulseError
-from stockpulse.services import processes
+from stockpulse.ops.services import processes
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stockpulse.config import StackSettings
-from stockpulse.consumer import read_heartbeat
-from stockpulse.orchestration import checkpoints, supervisor
+from stockpulse.stream.job_files import read_heartbeat
+from stockpulse.ops import checkpoints, supervisor
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Two queries read the topic independently, each with its own checkpoint, so either sink can be
 rebuilt alone: ``chk/parquet`` (Spark's file sink is exactly-once through its own commit log)
-and ``chk/postgres`` (idempotent keyed inserts, see :mod:`stockpulse.sinks.postgres`).
+and ``chk/postgres`` (idempotent keyed inserts, see :mod:`stockpulse.stream.sinks.postgres`).
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ def connector_jars(wanted: str, conf=None) -> list[str]:
 
     ``python`` needs none; under ``spark-submit --packages`` Spark has them already; otherwise the
     project resolves the connector matching pyspark from the Maven registry once and reuses the
-    cached jars (:mod:`stockpulse.services.jars`). A machine that cannot reach the registry falls
+    cached jars (:mod:`stockpulse.jars`). A machine that cannot reach the registry falls
     back to the project's reader under ``auto`` and stops with one line under ``builtin``.
     """
     from pyspark import SparkConf
 
     from stockpulse.errors import ConfigError, ServiceError
-    from stockpulse.services.jars import spark_kafka_jars, spark_kafka_package
+    from stockpulse.jars import spark_kafka_jars, spark_kafka_package
 
     if wanted == "python":
         return []
@@ -112,7 +112,7 @@ def use_official_source(wanted: str, on_classpath: bool) -> bool:
     """Whether to read with ``format("kafka")``: ``python`` refuses, ``builtin`` insists, and
     ``auto`` (the default) takes it whenever the connector is on the classpath."""
     from stockpulse.errors import ConfigError
-    from stockpulse.services.jars import spark_kafka_package
+    from stockpulse.jars import spark_kafka_package
 
     if wanted == "python":
         return False
@@ -129,7 +129,7 @@ def kafka_records(spark, job: JobSettings, query_name: str):
     if use_builtin:
         source = "kafka"
     else:
-        from stockpulse.kafka_source import SOURCE_NAME, KafkaDataSource
+        from stockpulse.stream.kafka_source import SOURCE_NAME, KafkaDataSource
 
         spark.dataSource.register(KafkaDataSource)
         source = SOURCE_NAME
@@ -149,8 +149,8 @@ def kafka_records(spark, job: JobSettings, query_name: str):
 
 def start_queries(spark, job: JobSettings, once: bool):
     """Start the Parquet and PostgreSQL queries; returns them (the caller waits on them)."""
-    from stockpulse.sinks.postgres import PostgresSink
-    from stockpulse.transform import to_ticks, valid_ticks
+    from stockpulse.stream.sinks.postgres import PostgresSink
+    from stockpulse.stream.transform import to_ticks, valid_ticks
 
     settings = job.consumer
     trigger = {"availableNow": True} if once else {"processingTime": settings.trigger_interval}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stockpulse.config import ConsumerSettings, StackSettings, local_path
 from stockpulse.errors import StockPulseError
-from stockpulse.orchestration import health, preflight, quality, supervisor
+from stockpulse.ops import health, preflight, quality, supervisor
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,120 @@
+"""CLI of the streaming job (``consumer/consumer.py`` is the thin entry point): settings, the job
+lock (:mod:`stockpulse.stream.job_files`), the lake's tidy-up, the Spark session and its queries,
+then one line for whatever ends them."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from stockpulse.config import PROJECT_ROOT
+from stockpulse.errors import StockPulseError
+from stockpulse.stream.job_files import Heartbeat, JobFiles, heartbeat_listener, hold_job_lock
+
+logger = logging.getLogger(__name__)
+
+
+_RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+
+
+def failure_summary(message: str) -> str:
+    """One line from a failed query's message: the error our Python code raised when the message
+    carries a Python worker's traceback (Spark puts it after a generic first line), else the
+    message's first line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    if any("Traceback (most recent call last)" in line for line in lines):
+        for line in reversed(lines):
+            raised = _RAISED.match(line)
+            if raised:
+                return f"{raised.group(1)}: {raised.group(2)}"
+    return lines[0]
+
+
+def ship_package(spark) -> None:
+    """Make ``stockpulse`` importable in every Python worker, local or on a cluster.
+
+    Local workers inherit PYTHONPATH (set in :func:`main`); cluster executors get a zip through
+    ``addPyFile``.
+    """
+    staging = Path(tempfile.mkdtemp(prefix="stockpulse-pyfiles-"))
+    atexit.register(shutil.rmtree, staging, ignore_errors=True)
+    archive = shutil.make_archive(str(staging / "stockpulse"), "zip", root_dir=PROJECT_ROOT, base_dir="stockpulse")
+    spark.sparkContext.addPyFile(archive)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="consumer.py",
+        description="Stream ticks from Kafka into the Parquet lake and PostgreSQL (Spark Structured Streaming).",
+    )
+    parser.add_argument("--once", action="store_true",
+                        help="process everything available at start, then exit (tests, backfills, Airflow)")
+    parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[2])")
+    parser.add_argument("--progress-file", type=Path, default=None,
+                        help="on exit, write each query's recent progress reports (JSON) here (the benchmark reads it)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """0 when the job ends normally, 1 when a query fails, 2 for bad settings or services."""
+    args = build_parser().parse_args(argv)
+    # PYTHONPATH must be set before the JVM starts so local workers inherit it.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    try:
+        from stockpulse.config import StackSettings
+        from stockpulse.db import apply_init_sql
+        from stockpulse.stream.job import JobSettings, build_session, connector_jars, start_queries, wait_for
+        from stockpulse.stream.lake import remove_uncommitted
+
+        job = JobSettings.from_env()
+        files = JobFiles.of(job.consumer.checkpoint_dir, StackSettings.from_env().state_dir)
+        # Before anything touches the lake or the checkpoints: tidying the lake under a running
+        # job would delete the files of the batch it is writing.
+        lock = hold_job_lock(files.lock, job.consumer.checkpoint_dir)  # noqa: F841 (held until exit)
+        heartbeat = Heartbeat(files.heartbeat, os.getpid())
+        apply_init_sql(job.postgres.url)
+        remove_uncommitted(job.consumer.lake_path)
+        spark = build_session(job.consumer, args.master, connector_jars(job.consumer.kafka_source))
+        ship_package(spark)
+        listener = heartbeat_listener(heartbeat)
+        spark.streams.addListener(listener)
+        queries = start_queries(spark, job, once=args.once)
+        heartbeat.expect(queries)
+    except StockPulseError as exc:
+        print(f"consumer: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Spark refused to start (a bad master URL, a bad option): one line
+        print(f"consumer: error: cannot start the job: {failure_summary(str(getattr(exc, 'desc', None) or exc))}",
+              file=sys.stderr)
+        logger.debug("start-up failure", exc_info=True)
+        return 1
+    try:
+        wait_for(queries)
+    except KeyboardInterrupt:
+        logger.info("interrupted: stopping queries")
+        for query in queries:
+            query.stop()
+    except Exception as exc:  # a failed query: its message, not a JVM stack trace
+        print(f"consumer: error: query failed: {failure_summary(str(getattr(exc, 'desc', None) or exc))}",
+              file=sys.stderr)
+        logger.debug("query failure", exc_info=True)
+        return 1
+    logger.info("all queries finished")
+    if args.progress_file:
+        progress = {q.name: [json.loads(p.json) for p in q.recentProgress] for q in queries}
+        args.progress_file.write_text(json.dumps(progress, indent=1, default=str))
+    # Detach the Python listener before the JVM goes: events still queued would otherwise call
+    # back into a Python process that is exiting and print Py4J stack traces after a clean run.
+    spark.streams.removeListener(listener)
+    spark.stop()
+    return 0
