@@ -7,7 +7,7 @@ from decimal import Decimal
 from stockpulse.replay.producer import replay
 from stockpulse.replay.resume import ResumePoint, key_partition, record_position, resume_point, summarise_tail
 from stockpulse.replay.csv_rows import TickRow
-from tests.unit.test_producer import FakeProducer, csv_file
+from tests.unit.replay.test_producer import FakeProducer, csv_file
 
 
 def message(index: str, day: str) -> bytes:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from stockpulse.config import PROJECT_ROOT
 from stockpulse.jars import spark_kafka_package
 from tests.integration.helpers import lake_table, postgres_counts, produced_rows, records_in_topic
 
@@ -100,7 +101,7 @@ def test_by_hand_after_down_and_up_keeps_every_message(stack_env):
     submit = subprocess.run(
         ["spark-submit", "--packages", spark_kafka_package(), "consumer/consumer.py", "--once"],
         env={**stack_env, "PATH": f"{venv_bin}{os.pathsep}{stack_env.get('PATH', '')}", "VIRTUAL_ENV": str(venv_bin.parent)},
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=900)
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
     assert submit.returncode == 0, submit.stderr[-3000:]
     assert "with the official Kafka source" in submit.stdout  # spark-submit merges Python's stderr into stdout
     assert postgres_counts(url) == {"rows": total, "distinct": total, "bad_trade_value": 0}
