@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS ticks_raw (
     kafka_topic      TEXT           NOT NULL,
     kafka_partition  INTEGER        NOT NULL,
     kafka_offset     BIGINT         NOT NULL,
-    kafka_timestamp  TIMESTAMPTZ    NOT NULL,  -- record timestamp: tells apart lives of an in-memory topic
+    kafka_timestamp  TIMESTAMPTZ    NOT NULL,  -- record timestamp: tells apart lives of a recreated topic
     landed_at        TIMESTAMPTZ    NOT NULL DEFAULT now(),  -- commit time of the micro-batch
     CONSTRAINT ticks_raw_kafka_record UNIQUE (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp)
 );
@@ -37,6 +37,18 @@ CREATE TABLE IF NOT EXISTS ticks_dead_letter (
     reason           TEXT         NOT NULL,
     landed_at        TIMESTAMPTZ  NOT NULL DEFAULT now(),
     CONSTRAINT ticks_dead_letter_kafka_record UNIQUE (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp)
+);
+
+-- == Airflow: where the data-quality checks stand (stockpulse/ops/quality.py) =================
+-- One row per check; the next check starts at the previous one's checked_to.
+CREATE TABLE IF NOT EXISTS stockpulse_quality_checks (
+    id            BIGSERIAL    PRIMARY KEY,
+    checked_from  TIMESTAMPTZ,                       -- exclusive; NULL: from the first row
+    checked_to    TIMESTAMPTZ  NOT NULL,             -- inclusive; the next check starts here
+    rows_checked  BIGINT       NOT NULL,
+    violations    JSONB        NOT NULL,             -- check name -> violating rows
+    run_id        TEXT,                              -- the Airflow run that checked
+    checked_at    TIMESTAMPTZ  NOT NULL DEFAULT now()
 );
 
 -- == Dashboard: read-only role (issue 4) ======================================================

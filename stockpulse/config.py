@@ -139,6 +139,16 @@ class PostgresSettings:
 PARTITION_COLUMN_CHOICES = ("index", "date")
 
 
+PARQUET_SINK, POSTGRES_SINK = "parquet", "postgres"
+SINKS = (PARQUET_SINK, POSTGRES_SINK)
+"""The job's two sinks: each has its own query (``ticks_to_<sink>``) and checkpoint (``<CHECKPOINT_DIR>/<sink>``)."""
+
+
+def query_name(sink: str) -> str:
+    """The streaming query that writes ``sink``: what Spark's progress reports and the heartbeat call it."""
+    return f"ticks_to_{sink}"
+
+
 DEFAULT_MAX_OFFSETS_PER_TRIGGER = 100_000
 """Records per micro-batch at most: the PostgreSQL sink holds one batch in the driver (Arrow, then
 CSV for COPY), so a backlog of millions must not arrive as one batch. 100k is ~2 s of work here."""
@@ -156,6 +166,10 @@ class ConsumerSettings:
     fail_on_data_loss: bool  # FAIL_ON_DATA_LOSS
     kafka_source: str  # KAFKA_SOURCE: auto | builtin | python
     shuffle_partitions: int  # SPARK_SHUFFLE_PARTITIONS
+
+    def checkpoint(self, sink: str) -> str:
+        """The checkpoint location of ``sink``'s query."""
+        return child(self.checkpoint_dir, sink)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "ConsumerSettings":

@@ -31,6 +31,11 @@ def connect(url: str, autocommit: bool = False, connect_timeout: int = 10):
         ) from None
 
 
+INIT_SQL_LOCK = 746173
+"""The advisory-lock key that serialises every application of init.sql on a server (any number:
+what matters is that every StockPulse process uses this one, and nothing else does)."""
+
+
 def execute_ddl(url: str, sql: str, lock_id: int) -> None:
     """Run idempotent DDL under an advisory lock, so two starters never race on
     ``CREATE ... IF NOT EXISTS`` (which can fail with a duplicate-key error when concurrent)."""
@@ -44,5 +49,5 @@ def execute_ddl(url: str, sql: str, lock_id: int) -> None:
 
 def apply_init_sql(url: str, path: Path = INIT_SQL) -> None:
     """Create the tables and indexes if absent; safe to run concurrently and repeatedly."""
-    execute_ddl(url, path.read_text(), 746173)
+    execute_ddl(url, path.read_text(), INIT_SQL_LOCK)
     logger.info("applied %s to %s", path.name, redact_url(url))

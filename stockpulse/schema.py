@@ -79,6 +79,16 @@ IDENTITY_COLUMNS: tuple[str, ...] = ("kafka_topic", "kafka_partition", "kafka_of
 STORED_FIELDS: tuple[Field, ...] = TICK_FIELDS + (TRADE_VALUE,) + LINEAGE_FIELDS
 """Columns of ``ticks_raw`` and of the Parquet lake, in order (the lake also partitions by some)."""
 
+DEAD_LETTER_FIELDS: tuple[Field, ...] = LINEAGE_FIELDS + (
+    Field("kafka_key", "string", "STRING", "TEXT", True, "the record's key, as text"),
+    Field("raw_value", "string", "STRING", "TEXT", True, "the record's value as it arrived, as text"),
+    Field("reason", "string", "STRING", "TEXT", False, "why it is not a tick, in one line"),
+)
+"""Columns of ``ticks_dead_letter`` the sink writes, in order (the table adds ``landed_at``)."""
+
+LANDED_AT = "landed_at"
+"""Column both tables add themselves: the commit time of the micro-batch (DEFAULT now())."""
+
 REASON_COLUMN = "dead_letter_reason"
 """Column the consumer adds while a record is in flight: why it is not a valid tick, or NULL."""
 
@@ -97,6 +107,11 @@ def ticks_raw_columns() -> dict[str, tuple[str, bool]]:
     return {f.name: (f.sql_type, f.nullable) for f in STORED_FIELDS}
 
 
+def dead_letter_columns() -> dict[str, tuple[str, bool]]:
+    """``{column: (sql_type, nullable)}`` that ``ticks_dead_letter`` must have."""
+    return {f.name: (f.sql_type, f.nullable) for f in DEAD_LETTER_FIELDS}
+
+
 def spark_tick_schema():
     """The ``StructType`` that ``from_json`` parses a message value with.
 
@@ -106,3 +121,38 @@ def spark_tick_schema():
 
     ddl = ", ".join(f"`{f.name}` {f.spark_type}" for f in TICK_FIELDS)
     return StructType.fromDDL(ddl)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A value rule every tick obeys beyond its type: ``field op limit``.
+
+    Defined once and applied three times: the producer refuses a CSV row that breaks it, the Spark
+    job sends a message that breaks it to the dead letters, and the quality check audits
+    ``ticks_raw`` for rows that break it anyway (written by another producer, say).
+    """
+
+    field: str
+    op: str  # ">" or ">="
+    limit: int
+    broken: str  # how a breaking value is described: "is not positive"
+
+    def holds(self, value) -> bool:
+        return value > self.limit if self.op == ">" else value >= self.limit
+
+    def violated_sql(self) -> str:
+        """A SQL condition TRUE for a row that breaks the rule (NULL counts as passing)."""
+        return f"{self.field} {'<=' if self.op == '>' else '<'} {self.limit}"
+
+    def violated_in_spark(self, column):
+        """The same condition on a Spark column."""
+        return column <= self.limit if self.op == ">" else column < self.limit
+
+
+BOUNDS: tuple[Bound, ...] = (
+    Bound("close", ">", 0, "is not positive"),
+    Bound("volume", ">=", 0, "is negative"),
+)
+"""The value rules, checked in this order everywhere (the first broken one is the reason)."""
+
+BOUND_OF = {b.field: b for b in BOUNDS}

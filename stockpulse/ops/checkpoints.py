@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from stockpulse.config import SINKS
 
-SINKS = ("postgres", "parquet")
+logger = logging.getLogger(__name__)
 
 
 def batch_ids(directory: Path) -> set[int]:

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from stockpulse.config import PROJECT_ROOT, ConsumerSettings, PostgresSettings, child, local_path, redact_url
+from stockpulse.config import SINKS, PROJECT_ROOT, ConsumerSettings, PostgresSettings, local_path, redact_url
 from stockpulse.errors import ConfigError, StockPulseError
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def targets(settings: ConsumerSettings) -> list[Path]:
     """What gets deleted: the lake directory and each sink's checkpoint directory (local only)."""
-    locations = [settings.lake_path, child(settings.checkpoint_dir, "parquet"), child(settings.checkpoint_dir, "postgres")]
+    locations = [settings.lake_path, *(settings.checkpoint(sink) for sink in SINKS)]
     paths = [local_path(location) for location in locations]
     remote = [location for location, path in zip(locations, paths) if path is None]
     if remote:

@@ -48,13 +48,11 @@ def check_broker(s: StackSettings) -> list[int]:
 
 
 def check_postgres(s: StackSettings) -> None:
-    """Connect and apply init.sql plus the orchestration's own table (both idempotent)."""
+    """Connect and apply init.sql (idempotent; it holds the quality checks' table too)."""
     from stockpulse.db import apply_init_sql
-    from stockpulse.ops.quality import ensure_state
 
     try:
         apply_init_sql(s.postgres.url)
-        ensure_state(s.postgres.url)
     except ServiceError as exc:
         raise ServiceError(f"PostgreSQL is down: {exc}") from None
 

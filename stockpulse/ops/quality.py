@@ -18,30 +18,20 @@ import json
 import logging
 from datetime import datetime
 
+from stockpulse.schema import BOUNDS
+
 logger = logging.getLogger(__name__)
 
-STATE_DDL = """
-CREATE TABLE IF NOT EXISTS stockpulse_quality_checks (
-    id            BIGSERIAL    PRIMARY KEY,
-    checked_from  TIMESTAMPTZ,                       -- exclusive; NULL: from the first row
-    checked_to    TIMESTAMPTZ  NOT NULL,             -- inclusive; the next check starts here
-    rows_checked  BIGINT       NOT NULL,
-    violations    JSONB        NOT NULL,             -- check name -> violating rows
-    run_id        TEXT,                              -- the Airflow run that checked
-    checked_at    TIMESTAMPTZ  NOT NULL DEFAULT now()
-);
-"""
-
-# name -> SQL condition that is TRUE for a violating row (NULL comparisons count as passing,
-# except in the null-key check, which is what catches them).
+# name -> SQL condition that is TRUE for a violating row (NULL comparisons count as passing).
+# NULL keys need no check: ticks_raw declares them NOT NULL. The value rules the producer and the
+# Spark job enforce (schema.BOUNDS) are audited too: a row written by another writer may break them.
 CHECKS: dict[str, str] = {
     "trade_value_not_close_times_volume": "trade_value IS DISTINCT FROM close * volume",
     "low_above_open": "low > open",
     "low_above_close": "low > close",
     "open_above_high": "open > high",
     "close_above_high": "close > high",
-    "null_key": "(stream_ts IS NULL OR date IS NULL OR index IS NULL OR kafka_topic IS NULL "
-                "OR kafka_partition IS NULL OR kafka_offset IS NULL)",
+    **{f"{b.field}_{b.broken.replace(' ', '_')}": b.violated_sql() for b in BOUNDS},
 }
 
 WINDOW = "(%(since)s::timestamptz IS NULL OR landed_at > %(since)s::timestamptz) AND landed_at <= %(until)s"
@@ -77,12 +67,6 @@ def failures(violations: dict[str, int]) -> list[str]:
     return [f"{name}: {count} rows" for name, count in violations.items() if count]
 
 
-def ensure_state(url: str) -> None:
-    from stockpulse.db import execute_ddl
-
-    execute_ddl(url, STATE_DDL, 746174)
-
-
 def last_checked_to(url: str) -> datetime | None:
     """Where the previous check stopped (None: nothing was checked yet)."""
     from stockpulse.db import connect
@@ -99,7 +83,6 @@ def check(url: str, run_id: str | None, settle: float = 30.0) -> dict:
     """
     from stockpulse.db import connect
 
-    ensure_state(url)
     with connect(url) as conn:
         since = conn.execute("SELECT max(checked_to) FROM stockpulse_quality_checks").fetchone()[0]
         until, open_transactions = conn.execute(UNTIL_SQL, {"settle": settle}).fetchone()

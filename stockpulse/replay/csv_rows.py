@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Union
 
 from stockpulse.errors import InputError
-from stockpulse.schema import PRICE_SCALE, TICK_FIELDS
+from stockpulse.schema import BOUND_OF, PRICE_SCALE, TICK_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def _volume(text: str) -> int:
     assert value is not None
     if value != value.to_integral_value():
         raise RowError(f"field 'Volume': {text.strip()!r} is not a whole number")
-    if value < 0:
-        raise RowError(f"field 'Volume': {text.strip()!r} is negative")
+    if not BOUND_OF["volume"].holds(value):
+        raise RowError(f"field 'Volume': {text.strip()!r} {BOUND_OF['volume'].broken}")
     return int(value)
 
 
@@ -112,8 +112,8 @@ def parse_row(fields: list[str]) -> TickRow:
         raise RowError(f"field 'Index': {index_.strip()!r} is not valid UTF-8")
     close_value = _decimal("Close", close, required=True)
     assert close_value is not None
-    if close_value <= 0:
-        raise RowError(f"field 'Close': {close.strip()!r} is not positive")
+    if not BOUND_OF["close"].holds(close_value):
+        raise RowError(f"field 'Close': {close.strip()!r} {BOUND_OF['close'].broken}")
     return TickRow(
         date=_date(date_),
         index=index_.strip(),

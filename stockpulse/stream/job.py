@@ -12,7 +12,9 @@ import os
 import sys
 from dataclasses import dataclass
 
-from stockpulse.config import ConsumerSettings, KafkaSettings, PostgresSettings, child, redact_url
+from stockpulse.config import (
+    PARQUET_SINK, POSTGRES_SINK, ConsumerSettings, KafkaSettings, PostgresSettings, query_name, redact_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +157,11 @@ def start_queries(spark, job: JobSettings, once: bool):
     settings = job.consumer
     trigger = {"availableNow": True} if once else {"processingTime": settings.trigger_interval}
 
-    parquet_ticks = valid_ticks(to_ticks(kafka_records(spark, job, "parquet")))
+    parquet_ticks = valid_ticks(to_ticks(kafka_records(spark, job, PARQUET_SINK)))
     writer = (
-        parquet_ticks.writeStream.queryName("ticks_to_parquet").format("parquet")
+        parquet_ticks.writeStream.queryName(query_name(PARQUET_SINK)).format("parquet")
         .option("path", settings.lake_path)
-        .option("checkpointLocation", child(settings.checkpoint_dir, "parquet"))
+        .option("checkpointLocation", settings.checkpoint(PARQUET_SINK))
         .outputMode("append")
         .trigger(**trigger)
     )
@@ -169,9 +171,9 @@ def start_queries(spark, job: JobSettings, once: bool):
 
     sink = PostgresSink(job.postgres.url)
     postgres_query = (
-        to_ticks(kafka_records(spark, job, "postgres")).writeStream.queryName("ticks_to_postgres")
+        to_ticks(kafka_records(spark, job, POSTGRES_SINK)).writeStream.queryName(query_name(POSTGRES_SINK))
         .foreachBatch(sink)
-        .option("checkpointLocation", child(settings.checkpoint_dir, "postgres"))
+        .option("checkpointLocation", settings.checkpoint(POSTGRES_SINK))
         .trigger(**trigger)
         .start()
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from stockpulse.schema import REASON_COLUMN, STORED_FIELDS, TICK_FIELDS, TRADE_VALUE, spark_tick_schema
+from stockpulse.schema import BOUNDS, REASON_COLUMN, STORED_FIELDS, TICK_FIELDS, TRADE_VALUE, spark_tick_schema
 
 
 def dead_letter_reason(parsed: Column, raw: Column) -> Column:
@@ -24,8 +24,8 @@ def dead_letter_reason(parsed: Column, raw: Column) -> Column:
         reason = reason.when(
             parsed[f.name].isNull(), F.lit(f"field '{f.name}' is missing or not a valid {f.json_type}")
         )
-    reason = reason.when(parsed["close"] <= 0, F.lit("field 'close' is not positive"))
-    reason = reason.when(parsed["volume"] < 0, F.lit("field 'volume' is negative"))
+    for bound in BOUNDS:
+        reason = reason.when(bound.violated_in_spark(parsed[bound.field]), F.lit(f"field '{bound.field}' {bound.broken}"))
     return reason
 
 

@@ -14,13 +14,12 @@ import logging
 import time
 
 from stockpulse.config import redact_url
-from stockpulse.schema import IDENTITY_COLUMNS, REASON_COLUMN, STORED_FIELDS
+from stockpulse.schema import DEAD_LETTER_FIELDS, IDENTITY_COLUMNS, REASON_COLUMN, STORED_FIELDS
 
 logger = logging.getLogger(__name__)
 
 TICK_COLUMNS = [f.name for f in STORED_FIELDS]
-DEAD_LETTER_COLUMNS = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
-                       "kafka_key", "raw_value", "reason"]
+DEAD_LETTER_COLUMNS = [f.name for f in DEAD_LETTER_FIELDS]
 
 
 def _quote(names) -> str:

@@ -30,13 +30,14 @@ def test_violations_are_counted_sampled_and_the_window_moves_on(database_url):
         {"low": "10.6"},                                         # low above open and close
         {"close": "11.5", "trade_value": "34.5"},                # close above high
         {"open": None, "high": None, "low": None},               # nulls in optional prices pass
+        {"volume": -3, "trade_value": "-30.75"},                 # another writer broke a value rule
     ])
     result = quality.check(database_url, "run-1", settle=0)
-    assert result["rows_checked"] == 5
+    assert result["rows_checked"] == 6
     assert result["violations"] == {"trade_value_not_close_times_volume": 1, "low_above_open": 1,
                                     "low_above_close": 1, "open_above_high": 0, "close_above_high": 1,
-                                    "null_key": 0}
-    assert len(result["samples"]) == 3 and any("low_above_open,low_above_close" in s for s in result["samples"])
+                                    "close_is_not_positive": 0, "volume_is_negative": 1}
+    assert len(result["samples"]) == 4 and any("low_above_open,low_above_close" in s for s in result["samples"])
     assert quality.failures(result["violations"])
 
     again = quality.check(database_url, "run-2", settle=0)

@@ -7,7 +7,14 @@ from stockpulse.ops.quality import CHECKS, count_sql, failures, sample_sql
 
 def test_every_rule_of_the_issue_is_checked():
     assert CHECKS["trade_value_not_close_times_volume"] == "trade_value IS DISTINCT FROM close * volume"
-    assert {"low_above_open", "low_above_close", "open_above_high", "close_above_high", "null_key"} <= set(CHECKS)
+    assert {"low_above_open", "low_above_close", "open_above_high", "close_above_high"} <= set(CHECKS)
+
+
+def test_the_value_rules_of_the_schema_are_audited_too():
+    from stockpulse.schema import BOUNDS
+
+    assert CHECKS["close_is_not_positive"] == "close <= 0" and CHECKS["volume_is_negative"] == "volume < 0"
+    assert len(BOUNDS) == 2
 
 
 def test_counts_are_one_pass_over_the_landed_at_window():
