@@ -205,12 +205,73 @@ class ConsumerSettings:
 
 
 @dataclass(frozen=True)
+class ProducerSettings:
+    """How ``make up`` runs the producer (by hand, its command-line options say the same)."""
+
+    tick_interval: float  # PRODUCER_TICK_INTERVAL, seconds between ticks
+    loop: bool  # PRODUCER_LOOP: start again at the end of the file
+    resume: bool  # PRODUCER_RESUME: skip rows the topic already holds
+    start_date: str | None  # PRODUCER_START_DATE (YYYY-MM-DD); set but empty: the whole history
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "ProducerSettings":
+        raw_interval = env_str(env, "PRODUCER_TICK_INTERVAL", "1.0")
+        try:
+            interval = float(raw_interval)
+        except ValueError:
+            raise ConfigError(f"PRODUCER_TICK_INTERVAL={raw_interval!r} is not a number of seconds") from None
+        if interval < 0:
+            raise ConfigError(f"PRODUCER_TICK_INTERVAL={interval} must not be negative")
+        start = env.get("PRODUCER_START_DATE")
+        start = "1997-07-02" if start is None else start.strip() or None
+        if start is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", start):
+            raise ConfigError(f"PRODUCER_START_DATE={start!r}: use YYYY-MM-DD, or empty for the whole history")
+        return cls(interval, _bool(env, "PRODUCER_LOOP", False), _bool(env, "PRODUCER_RESUME", True), start)
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """What lives where in the state directory (``STOCKPULSE_STATE_DIR``): the one place every
+    module asks, so ``make up``, ``make down``, Airflow and the job always agree on a path."""
+
+    root: Path
+
+    @property
+    def run(self) -> Path:
+        """pid files, locks, markers."""
+        return self.root / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def postgres_data(self) -> Path:
+        return self.root / "postgres" / "data"
+
+    @property
+    def kafka(self) -> Path:
+        return self.root / "kafka"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+
+@dataclass(frozen=True)
 class StackSettings:
     """Where ``make up`` keeps its state: embedded databases, pid files and logs."""
 
     state_dir: Path  # STOCKPULSE_STATE_DIR
     kafka: KafkaSettings = field(default_factory=KafkaSettings.from_env)
     postgres: PostgresSettings = field(default_factory=PostgresSettings.from_env)
+    producer: ProducerSettings = field(default_factory=ProducerSettings.from_env)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "StackSettings":
@@ -218,7 +279,12 @@ class StackSettings:
             state_dir=_path(env, "STOCKPULSE_STATE_DIR", ".state"),
             kafka=KafkaSettings.from_env(env),
             postgres=PostgresSettings.from_env(env),
+            producer=ProducerSettings.from_env(env),
         )
+
+    @property
+    def paths(self) -> StatePaths:
+        return StatePaths(self.state_dir)
 
 
 def redact_url(url: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,17 +35,17 @@ class Service:
 
 
 def _pid_file(s: StackSettings, name: str) -> Path:
-    return s.state_dir / "run" / f"{name}.pid"
+    return s.paths.pid_file(name)
 
 
 def _log_file(s: StackSettings, name: str) -> Path:
-    return s.state_dir / "logs" / f"{name}.log"
+    return s.paths.log_file(name)
 
 
 def embedded_postgres(s: StackSettings):
     from stockpulse.ops.services.postgres import EmbeddedPostgres
 
-    return EmbeddedPostgres(s.state_dir / "postgres" / "data", s.postgres.embedded_port, _log_file(s, "postgres"))
+    return EmbeddedPostgres(s.paths.postgres_data, s.postgres.embedded_port, _log_file(s, "postgres"))
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
@@ -70,7 +69,7 @@ def _postgres_running(s: StackSettings) -> bool:
 def embedded_kafka(s: StackSettings):
     from stockpulse.ops.services.broker import EmbeddedKafka
 
-    return EmbeddedKafka(s.state_dir / "kafka", s.kafka.embedded_port, s.kafka.embedded_controller_port,
+    return EmbeddedKafka(s.paths.kafka, s.kafka.embedded_port, s.kafka.embedded_controller_port,
                          _log_file(s, "broker"), _pid_file(s, "broker"), heap=s.kafka.embedded_heap,
                          partitions=s.kafka.partitions)
 
@@ -98,7 +97,7 @@ def _describe_broker(s: StackSettings) -> str:
         return f"{where} (external)"
     from stockpulse.jars import KAFKA_BROKER, pinned_version
 
-    return f"{where} (embedded Apache Kafka {pinned_version(KAFKA_BROKER, 'kafka_2.13')}, data in {s.state_dir / 'kafka'})"
+    return f"{where} (embedded Apache Kafka {pinned_version(KAFKA_BROKER, 'kafka_2.13')}, data in {s.paths.kafka})"
 
 
 # -- jobs -------------------------------------------------------------------------------------
@@ -132,22 +131,21 @@ def _consumer_running(s: StackSettings) -> bool:
 
 
 def _start_producer(s: StackSettings) -> None:
-    done = s.state_dir / "run" / "producer.done"
+    done = s.paths.run / "producer.done"
     if done.exists():
         logger.info("producer already replayed the CSV (remove %s or run 'make replay' to send it again)", done)
         return
-    interval = os.environ.get("PRODUCER_TICK_INTERVAL", "1.0")
-    command = [sys.executable, str(PROJECT_ROOT / "producer" / "producer.py"), "--tick-interval", interval,
-               "--no-progress"]
+    settings = s.producer
+    command = [sys.executable, str(PROJECT_ROOT / "producer" / "producer.py"),
+               "--tick-interval", str(settings.tick_interval), "--no-progress"]
     # --resume: a producer killed mid-replay (or stopped by `make down`) continues where its rows
     # stopped landing, instead of sending the history twice. `make replay` turns it off.
-    if os.environ.get("PRODUCER_RESUME", "true").lower() not in ("0", "false", "no"):
+    if settings.resume:
         command.append("--resume")
-    if os.environ.get("PRODUCER_LOOP", "").lower() in ("1", "true", "yes"):
+    if settings.loop:
         command.append("--loop")
-    start_date = os.environ.get("PRODUCER_START_DATE", "1997-07-02")
-    if start_date:
-        command += ["--start-date", start_date]
+    if settings.start_date:
+        command += ["--start-date", settings.start_date]
     # Mark completion so a second `make up` does not replay the history again.
     shell = " ".join(f"'{c}'" for c in command) + f" && touch '{done}'"
     processes.start_detached("producer", ["/bin/sh", "-c", shell], _pid_file(s, "producer"),

@@ -66,8 +66,8 @@ class ConsumerPaths:
     @classmethod
     def of(cls, s: StackSettings, consumer: ConsumerSettings | None = None) -> "ConsumerPaths":
         consumer = consumer or ConsumerSettings.from_env()
-        return cls(s.state_dir / "run" / "consumer.pid", s.state_dir / "logs" / "consumer.log",
-                   s.state_dir / "run" / "consumer.lock", JobFiles.of(consumer.checkpoint_dir, s.state_dir))
+        return cls(s.paths.pid_file("consumer"), s.paths.log_file("consumer"),
+                   s.paths.run / "consumer.lock", JobFiles.of(consumer.checkpoint_dir, s.state_dir))
 
 
 def consumer_command(once: bool = False) -> list[str]:

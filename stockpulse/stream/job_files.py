@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from stockpulse.config import local_path
+from stockpulse.config import StatePaths, local_path
 from stockpulse.errors import StockPulseError
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ class JobFiles:
         if directory is not None:
             return cls(directory / ".stockpulse-job.lock", directory / ".stockpulse-job.heartbeat.json")
         key = hashlib.sha1(checkpoint_location.encode()).hexdigest()[:12]
-        return cls(state_dir / "run" / f"job-{key}.lock", state_dir / "run" / f"job-{key}.heartbeat.json")
+        run = StatePaths(state_dir).run
+        return cls(run / f"job-{key}.lock", run / f"job-{key}.heartbeat.json")
 
 
 def lock_pid(lock_file: Path) -> int | None:

@@ -74,3 +74,34 @@ def test_redact_url_hides_a_password_query_parameter():
 def test_micro_batches_are_bounded_by_default():
     assert ConsumerSettings.from_env({}).max_offsets_per_trigger == 100_000
     assert ConsumerSettings.from_env({"MAX_OFFSETS_PER_TRIGGER": "0"}).max_offsets_per_trigger == 0
+
+
+def test_producer_settings_from_the_environment():
+    from stockpulse.config import ProducerSettings
+
+    default = ProducerSettings.from_env({})
+    assert (default.tick_interval, default.loop, default.resume, default.start_date) == (1.0, False, True, "1997-07-02")
+    whole = ProducerSettings.from_env({"PRODUCER_START_DATE": "", "PRODUCER_LOOP": "true", "PRODUCER_RESUME": "false"})
+    assert (whole.start_date, whole.loop, whole.resume) == (None, True, False)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"PRODUCER_TICK_INTERVAL": "fast"}, "PRODUCER_TICK_INTERVAL"),
+    ({"PRODUCER_TICK_INTERVAL": "-1"}, "must not be negative"),
+    ({"PRODUCER_START_DATE": "02/07/1997"}, "YYYY-MM-DD"),
+    ({"PRODUCER_LOOP": "sometimes"}, "not a boolean"),
+])
+def test_bad_producer_settings_are_one_line(env, message):
+    from stockpulse.config import ProducerSettings
+
+    with pytest.raises(ConfigError, match=message):
+        ProducerSettings.from_env(env)
+
+
+def test_state_paths_are_spelled_once(tmp_path):
+    from stockpulse.config import StackSettings
+
+    paths = StackSettings.from_env({"STOCKPULSE_STATE_DIR": str(tmp_path)}).paths
+    assert paths.pid_file("broker") == tmp_path / "run" / "broker.pid"
+    assert paths.log_file("broker") == tmp_path / "logs" / "broker.log"
+    assert paths.kafka == tmp_path / "kafka" and paths.airflow_home == tmp_path / "airflow"

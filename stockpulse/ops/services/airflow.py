@@ -28,7 +28,7 @@ PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 
 
 def home(s: StackSettings) -> Path:
-    return s.state_dir / "airflow"
+    return s.paths.airflow_home
 
 
 def port(env: Mapping[str, str] = os.environ) -> int:
@@ -166,11 +166,11 @@ def start_standalone(airflow_home: Path, api_port: int, base_env: Mapping[str, s
 
 
 def _pid_file(s: StackSettings) -> Path:
-    return s.state_dir / "run" / "airflow.pid"
+    return s.paths.pid_file("airflow")
 
 
 def _log_file(s: StackSettings) -> Path:
-    return s.state_dir / "logs" / "airflow.log"
+    return s.paths.log_file("airflow")
 
 
 def start(s: StackSettings) -> None:

@@ -27,11 +27,11 @@ START_TIMEOUT_SECONDS = 90.0
 
 
 def _pid_file(s: StackSettings) -> Path:
-    return s.state_dir / "run" / f"{NAME}.pid"
+    return s.paths.pid_file(NAME)
 
 
 def _log_file(s: StackSettings) -> Path:
-    return s.state_dir / "logs" / f"{NAME}.log"
+    return s.paths.log_file(NAME)
 
 
 def settings_for(s: StackSettings, env: Mapping[str, str] | None = None) -> DashboardSettings:
