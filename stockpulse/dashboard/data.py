@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from stockpulse.config import redact_url
 from stockpulse.dashboard import queries
-from stockpulse.dashboard.settings import sqlalchemy_url
+from stockpulse.dashboard.settings import READER_ROLE, sqlalchemy_url
 from stockpulse.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def describe_error(exc: BaseException, url: str) -> str:
         return f"table {queries.TABLE} does not exist in {where}: apply postgres/init.sql ('make up' does)"
     if state == "42501":
         return (f"the dashboard's role may not read {queries.TABLE} at {where}: grant it SELECT "
-                "(postgres/init.sql does for stockpulse_reader)")
+                f"(postgres/init.sql does for {READER_ROLE})")
     if state == "57014":
         return f"a dashboard query at {where} ran longer than {STATEMENT_TIMEOUT_MS // 1000} s and was cancelled"
     text = _BACKGROUND.sub("", str(original))  # SQLAlchemy's own errors end with a link to its docs

@@ -66,3 +66,12 @@ def test_a_url_sqlalchemy_parses_is_accepted():
 def test_a_bad_writer_url_is_checked_before_the_reader_is_derived():
     with pytest.raises(ConfigError, match="DATABASE_URL='postgresql://app:\\*\\*\\*@db:5x/stocks'"):
         DashboardSettings.from_env({}, base_url="postgresql://app:pw@db:5x/stocks")
+
+
+def test_init_sql_creates_the_reader_role_the_dashboard_connects_as():
+    """The role's name lives in READER_ROLE and in the DDL; this ties the two."""
+    from stockpulse.dashboard.settings import READER_ROLE
+    from stockpulse.db import INIT_SQL
+
+    sql = INIT_SQL.read_text()
+    assert f"CREATE ROLE {READER_ROLE} LOGIN" in sql and f"GRANT SELECT ON ticks_raw, ticks_dead_letter TO {READER_ROLE}" in sql
