@@ -266,12 +266,14 @@ class StatePaths:
 
 @dataclass(frozen=True)
 class StackSettings:
-    """Where ``make up`` keeps its state: embedded databases, pid files and logs."""
+    """Every setting of the stack, read once by an entry point (``make up``, a DAG task, the job)
+    and passed down: where ``make up`` keeps its state, and each component's settings."""
 
     state_dir: Path  # STOCKPULSE_STATE_DIR
     kafka: KafkaSettings = field(default_factory=KafkaSettings.from_env)
     postgres: PostgresSettings = field(default_factory=PostgresSettings.from_env)
     producer: ProducerSettings = field(default_factory=ProducerSettings.from_env)
+    consumer: ConsumerSettings = field(default_factory=ConsumerSettings.from_env)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "StackSettings":
@@ -280,6 +282,7 @@ class StackSettings:
             kafka=KafkaSettings.from_env(env),
             postgres=PostgresSettings.from_env(env),
             producer=ProducerSettings.from_env(env),
+            consumer=ConsumerSettings.from_env(env),
         )
 
     @property

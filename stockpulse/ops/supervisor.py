@@ -65,7 +65,7 @@ class ConsumerPaths:
 
     @classmethod
     def of(cls, s: StackSettings, consumer: ConsumerSettings | None = None) -> "ConsumerPaths":
-        consumer = consumer or ConsumerSettings.from_env()
+        consumer = consumer or s.consumer
         return cls(s.paths.pid_file("consumer"), s.paths.log_file("consumer"),
                    s.paths.run / "consumer.lock", JobFiles.of(consumer.checkpoint_dir, s.state_dir))
 

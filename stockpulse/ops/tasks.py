@@ -44,7 +44,8 @@ def supervise_task(mode: str, stall_seconds: float) -> dict:
     """Start, restart or leave the streaming consumer, or run a bounded catch-up; under the lock."""
     if mode not in MODES:
         raise StockPulseError(f"mode={mode!r}: use one of {', '.join(MODES)}")
-    s, consumer = StackSettings.from_env(), ConsumerSettings.from_env()
+    s = StackSettings.from_env()
+    consumer = s.consumer
     paths = supervisor.ConsumerPaths.of(s, consumer)
     with supervisor.consumer_lock(paths.lock_file):
         if mode == "catch_up":
@@ -66,7 +67,8 @@ def health_task(supervision: dict, stall_seconds: float, timeout: float, poll: f
     A consumer this run (re)started gets ``timeout`` seconds to show every query's heartbeat
     and to commit a batch for each sink with records waiting.
     """
-    s, consumer = StackSettings.from_env(), ConsumerSettings.from_env()
+    s = StackSettings.from_env()
+    consumer = s.consumer
     paths = supervisor.ConsumerPaths.of(s, consumer)
     deadline = time.monotonic() + timeout
     while True:

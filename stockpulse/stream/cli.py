@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         from stockpulse.stream.job import JobSettings, build_session, connector_jars, start_queries, wait_for
         from stockpulse.stream.lake import remove_uncommitted
 
-        job = JobSettings.from_env()
-        files = JobFiles.of(job.consumer.checkpoint_dir, StackSettings.from_env().state_dir)
+        stack = StackSettings.from_env()
+        job = JobSettings.of(stack)
+        files = JobFiles.of(job.consumer.checkpoint_dir, stack.state_dir)
         # Before anything touches the lake or the checkpoints: tidying the lake under a running
         # job would delete the files of the batch it is writing.
         lock = hold_job_lock(files.lock, job.consumer.checkpoint_dir)  # noqa: F841 (held until exit)

@@ -13,7 +13,8 @@ import sys
 from dataclasses import dataclass
 
 from stockpulse.config import (
-    PARQUET_SINK, POSTGRES_SINK, ConsumerSettings, KafkaSettings, PostgresSettings, query_name, redact_url,
+    PARQUET_SINK, POSTGRES_SINK, ConsumerSettings, KafkaSettings, PostgresSettings, StackSettings, query_name,
+    redact_url,
 )
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,9 @@ class JobSettings:
     postgres: PostgresSettings
 
     @classmethod
-    def from_env(cls) -> "JobSettings":
-        return cls(ConsumerSettings.from_env(), KafkaSettings.from_env(), PostgresSettings.from_env())
+    def of(cls, stack: StackSettings) -> "JobSettings":
+        """The job's share of the stack's settings (read once by the entry point)."""
+        return cls(stack.consumer, stack.kafka, stack.postgres)
 
 
 def connector_submitted(conf) -> bool:
