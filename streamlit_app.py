@@ -20,7 +20,7 @@ import streamlit as st  # noqa: E402
 
 from stockpulse import logs  # noqa: E402
 from stockpulse.config import redact_url  # noqa: E402
-from stockpulse.dashboard import charts, data, formatting, queries  # noqa: E402
+from stockpulse.dashboard import charts, data, formatting, queries, transforms  # noqa: E402
 from stockpulse.dashboard.settings import MAX_TICKS, DashboardSettings  # noqa: E402
 from stockpulse.errors import ConfigError  # noqa: E402
 
@@ -61,16 +61,16 @@ def header(m: queries.Metrics) -> None:
 
 def views(ticks) -> None:
     indices = sorted(ticks["index"].unique())
-    shares = queries.volume_share(ticks)
+    shares = transforms.volume_share(ticks)
     left, right = st.columns(2)
     with left:
         st.subheader("Close")
         st.altair_chart(charts.close_chart(ticks, indices), width="stretch")
         st.subheader("Rebased to 100")
-        st.altair_chart(charts.rebased_chart(queries.rebased_to_100(ticks), indices), width="stretch")
+        st.altair_chart(charts.rebased_chart(transforms.rebased_to_100(ticks), indices), width="stretch")
     with right:
         st.subheader("% change from the first tick")
-        st.altair_chart(charts.pct_change_chart(queries.pct_change_from_first(ticks), indices), width="stretch")
+        st.altair_chart(charts.pct_change_chart(transforms.pct_change_from_first(ticks), indices), width="stretch")
         st.subheader("Share of volume and trade value")
         st.altair_chart(charts.volume_share_chart(shares, indices), width="stretch")
         if shares["share"].isna().any():

@@ -16,7 +16,7 @@ import streamlit as st
 from sqlalchemy import create_engine, text
 from sqlalchemy import exc as sa_exc
 
-from stockpulse.dashboard import data, queries
+from stockpulse.dashboard import data, queries, transforms
 from stockpulse.dashboard.settings import MAX_TICKS, sqlalchemy_url
 from stockpulse.db import apply_init_sql
 from tests.integration.dashboard_seed import (INDICES, bulk_recent_ticks, insert_many, insert_ticks, known_ticks,
@@ -99,8 +99,8 @@ def test_pct_change_and_rebased_start_each_index_at_its_own_first_tick(read, sta
     window = latest_window(staggered, n, indices)
     first, expected_pct, expected_rebased = expected_relative(window)
 
-    assert keyed(queries.pct_change_from_first(ticks), "pct_change") == pytest.approx(expected_pct)
-    assert keyed(queries.rebased_to_100(ticks), "rebased") == pytest.approx(expected_rebased)
+    assert keyed(transforms.pct_change_from_first(ticks), "pct_change") == pytest.approx(expected_pct)
+    assert keyed(transforms.rebased_to_100(ticks), "rebased") == pytest.approx(expected_rebased)
     assert any(v != 0 for v in expected_pct.values())
     if n == 5:  # the case this test is for: IXIC's first tick comes a second after the others'
         starts = {index: min(t.stream_ts for t in window if t.index == index) for index in indices}
@@ -110,15 +110,15 @@ def test_pct_change_and_rebased_start_each_index_at_its_own_first_tick(read, sta
 def test_pct_change_and_rebased_of_whole_ticks(read, seeded):
     ticks = queries.latest_ticks(read, 4)
     _, expected_pct, expected_rebased = expected_relative(latest_window(seeded, 4))
-    assert keyed(queries.pct_change_from_first(ticks), "pct_change") == pytest.approx(expected_pct)
-    assert keyed(queries.rebased_to_100(ticks), "rebased") == pytest.approx(expected_rebased)
+    assert keyed(transforms.pct_change_from_first(ticks), "pct_change") == pytest.approx(expected_pct)
+    assert keyed(transforms.rebased_to_100(ticks), "rebased") == pytest.approx(expected_rebased)
 
 
 def test_volume_share_matches_independent_arithmetic(read, staggered):
     window = latest_window(staggered, 5)
     volume = {i: sum(t.volume for t in window if t.index == i) for i in INDICES}
     value = {i: sum((t.trade_value for t in window if t.index == i), Decimal(0)) for i in INDICES}
-    shares = queries.volume_share(queries.latest_ticks(read, 5)).set_index(["measure", "index"])["share"]
+    shares = transforms.volume_share(queries.latest_ticks(read, 5)).set_index(["measure", "index"])["share"]
     for index in INDICES:
         assert shares[("volume", index)] == pytest.approx(volume[index] / sum(volume.values()))
         assert shares[("trade value", index)] == pytest.approx(float(value[index] / sum(value.values())))

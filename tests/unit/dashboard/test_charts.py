@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from stockpulse.dashboard import charts, queries
+from stockpulse.dashboard import charts, transforms
 from stockpulse.schema import FIELD_BY_NAME
 
 TICKS = pd.DataFrame({
@@ -22,9 +22,9 @@ INDICES = ["HSI", "NYA"]
 def all_views():
     return {
         "close": charts.close_chart(TICKS, INDICES),
-        "pct": charts.pct_change_chart(queries.pct_change_from_first(TICKS), INDICES),
-        "rebased": charts.rebased_chart(queries.rebased_to_100(TICKS), INDICES),
-        "share": charts.volume_share_chart(queries.volume_share(TICKS), INDICES),
+        "pct": charts.pct_change_chart(transforms.pct_change_from_first(TICKS), INDICES),
+        "rebased": charts.rebased_chart(transforms.rebased_to_100(TICKS), INDICES),
+        "share": charts.volume_share_chart(transforms.volume_share(TICKS), INDICES),
     }
 
 

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from stockpulse.dashboard import formatting, queries
+from stockpulse.dashboard import formatting, queries, transforms
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
 
@@ -37,14 +37,14 @@ def values(result, column, index):
 
 
 def test_pct_change_is_relative_to_each_indexs_first_tick_in_time():
-    result = queries.pct_change_from_first(TICKS)
+    result = transforms.pct_change_from_first(TICKS)
     assert values(result, "pct_change", "A") == pytest.approx([0.0, 10.0, 21.0])
     assert values(result, "pct_change", "B") == pytest.approx([0.0, -10.0, -20.0])
     assert list(result["stream_ts"]) == sorted(result["stream_ts"])
 
 
 def test_rebased_to_100():
-    result = queries.rebased_to_100(TICKS)
+    result = transforms.rebased_to_100(TICKS)
     assert values(result, "rebased", "A") == pytest.approx([100.0, 110.0, 121.0])
     assert values(result, "rebased", "B") == pytest.approx([100.0, 90.0, 80.0])
 
@@ -68,8 +68,8 @@ STAGGERED_EXPECTED = {  # close over each index's own first close in the window,
 
 
 def test_pct_change_and_rebased_use_each_indexs_own_first_tick_when_they_start_apart():
-    pct = queries.pct_change_from_first(STAGGERED)
-    rebased = queries.rebased_to_100(STAGGERED)
+    pct = transforms.pct_change_from_first(STAGGERED)
+    rebased = transforms.rebased_to_100(STAGGERED)
     for index, ratios in STAGGERED_EXPECTED.items():
         assert values(pct, "pct_change", index) == pytest.approx([(r - 1) * 100 for r in ratios])
         assert values(rebased, "rebased", index) == pytest.approx([r * 100 for r in ratios])
@@ -77,12 +77,12 @@ def test_pct_change_and_rebased_use_each_indexs_own_first_tick_when_they_start_a
 
 
 def test_a_zero_first_close_gives_no_number_rather_than_infinity():
-    result = queries.rebased_to_100(frame([(0, "Z", 0.0, 1, 0.0), (1, "Z", 5.0, 1, 5.0)]))
+    result = transforms.rebased_to_100(frame([(0, "Z", 0.0, 1, 0.0), (1, "Z", 5.0, 1, 5.0)]))
     assert math.isnan(result["rebased"].iloc[1])
 
 
 def test_volume_share_of_volume_and_trade_value():
-    shares = queries.volume_share(TICKS).set_index(["measure", "index"])["share"]
+    shares = transforms.volume_share(TICKS).set_index(["measure", "index"])["share"]
     assert shares[("volume", "A")] == pytest.approx(40 / 100)
     assert shares[("volume", "B")] == pytest.approx(60 / 100)
     assert shares[("trade value", "A")] == pytest.approx(4210 / 7110)
@@ -90,12 +90,12 @@ def test_volume_share_of_volume_and_trade_value():
 
 
 def test_volume_share_is_undefined_when_nothing_traded():
-    shares = queries.volume_share(frame([(0, "A", 1.0, 0, 0.0), (0, "B", 2.0, 0, 0.0)]))
+    shares = transforms.volume_share(frame([(0, "A", 1.0, 0, 0.0), (0, "B", 2.0, 0, 0.0)]))
     assert shares["share"].isna().all() and len(shares) == 4
 
 
 def test_volume_share_of_nothing_is_empty():
-    assert queries.volume_share(TICKS.iloc[0:0]).empty
+    assert transforms.volume_share(TICKS.iloc[0:0]).empty
 
 
 @pytest.mark.parametrize("bounded, estimate, expected", [
