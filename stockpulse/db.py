@@ -23,12 +23,22 @@ def connect(url: str, autocommit: bool = False, connect_timeout: int = 10):
 
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.ProgrammingError:  # libpq could not parse the URL; its message may quote the password
+        raise ServiceError(f"{redact_url(url)} is not a PostgreSQL URL libpq can parse "
+                           "(expected postgresql://user[:password]@host[:port]/database)") from None
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ServiceError(
-            f"cannot connect to PostgreSQL at {redact_url(url)}: {reason} "
+            f"cannot connect to PostgreSQL at {redact_url(url)}: {connect_failure(str(exc))} "
             "(start it with 'make services' or fix DATABASE_URL)"
         ) from None
+
+
+def connect_failure(message: str) -> str:
+    """The line of a libpq error that says why (``Connection refused``), not its hint
+    (``Is the server running...``), and never the password it may quote."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    causes = [line for line in lines if not line.lower().startswith("is the server running")]
+    return redact_url((causes or lines or ["unknown error"])[-1])
 
 
 INIT_SQL_LOCK = 746173
