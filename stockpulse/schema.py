@@ -16,6 +16,10 @@ PRICE_SCALE = 8
 
 PRICE_PRECISION = 18
 TRADE_VALUE_PRECISION = 38
+PRICE_LIMIT = 10 ** (PRICE_PRECISION - PRICE_SCALE)
+"""Prices must stay below this in absolute value: what NUMERIC(18,8) / DECIMAL(18,8) can hold."""
+VOLUME_LIMIT = 2 ** 63
+"""Volumes must stay below this: PostgreSQL's BIGINT (close * volume then fits NUMERIC(38,8))."""
 """close DECIMAL(18,8) x volume DECIMAL(19,0) fits DECIMAL(38,8) without Spark reducing scale."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Union
 
 from stockpulse.errors import InputError
-from stockpulse.schema import BOUND_OF, PRICE_SCALE, TICK_FIELDS
+from stockpulse.schema import BOUND_OF, PRICE_LIMIT, PRICE_SCALE, TICK_FIELDS, VOLUME_LIMIT
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +56,17 @@ class BadRow:
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.reason}"
 
+    @property
+    def kind(self) -> str:
+        """The reason without the offending value: what rejections are counted by."""
+        return re.sub(r""": (?:'[^']*'|"[^"]*")""", "", self.reason)
+
 
 class RowError(ValueError):
     """Raised by :func:`parse_row`; the message names the field and the offending value."""
 
 
-def _decimal(column: str, text: str, required: bool) -> Decimal | None:
+def _number(column: str, text: str, required: bool) -> Decimal | None:
     text = text.strip()
     if text == "" or text.lower() == "null":
         if required:
@@ -72,14 +78,28 @@ def _decimal(column: str, text: str, required: bool) -> Decimal | None:
         raise RowError(f"field {column!r}: {text!r} is not a number") from None
     if not value.is_finite():
         raise RowError(f"field {column!r}: {text!r} is not a finite number")
+    return value
+
+
+def _decimal(column: str, text: str, required: bool) -> Decimal | None:
+    """A price as the sinks store it: refused, never rounded or nulled, when they cannot hold it."""
+    value = _number(column, text, required)
+    if value is None:
+        return None
+    if abs(value) >= PRICE_LIMIT:
+        raise RowError(f"field {column!r}: {text.strip()!r} is out of range (prices stay below {PRICE_LIMIT:,})")
+    if value.as_tuple().exponent < -PRICE_SCALE and value != value.quantize(_QUANTUM):
+        raise RowError(f"field {column!r}: {text.strip()!r} has more than {PRICE_SCALE} decimal places")
     return value.quantize(_QUANTUM)
 
 
 def _volume(text: str) -> int:
-    value = _decimal("Volume", text, required=True)
+    value = _number("Volume", text, required=True)
     assert value is not None
     if value != value.to_integral_value():
         raise RowError(f"field 'Volume': {text.strip()!r} is not a whole number")
+    if abs(value) >= VOLUME_LIMIT:
+        raise RowError(f"field 'Volume': {text.strip()!r} is out of range (volumes stay below 2**63)")
     if not BOUND_OF["volume"].holds(value):
         raise RowError(f"field 'Volume': {text.strip()!r} {BOUND_OF['volume'].broken}")
     return int(value)
@@ -142,6 +162,8 @@ def check_header(path: Path) -> None:
 
     Called before connecting to anything, so a typo in ``--csv`` fails at once.
     """
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a CSV file (pass --csv PATH/TO/FILE.csv)")
     if not path.is_file():
         raise InputError(f"{path}: no such file (pass --csv PATH or build it with scripts/build_processed_csv.py)")
     with path.open(newline="", encoding="utf-8-sig") as handle:

@@ -32,13 +32,30 @@ class ReplayStats:
     """What a run did; printed as the one-line summary and returned to tests and the benchmark."""
 
     ticks: int = 0
-    rows: int = 0
+    rows: int = 0  # acknowledged by the broker (counted by the send callbacks)
+    valid_rows: int = 0  # rows of the file that passed validation, sent or not
     bad_rows: int = 0
     failed_sends: int = 0
     already_sent: int = 0
     seconds: float = 0.0
     interrupted: bool = False
     bad: list[str] = field(default_factory=list)
+    rejected: dict[str, list[int]] = field(default_factory=dict)  # reason -> [count, first lines...]
+
+    def reject(self, row: BadRow) -> None:
+        self.bad_rows += 1
+        if len(self.bad) < 100:
+            self.bad.append(str(row))
+        entry = self.rejected.setdefault(row.kind, [0])
+        entry[0] += 1
+        if len(entry) <= REJECTION_SAMPLE:
+            entry.append(row.line)
+
+    def rejections(self, path: Path) -> list[str]:
+        """One line per reason: how many rows, and the first line numbers to look at."""
+        return [f"{path}: {count} rows rejected: {reason} (lines {', '.join(map(str, lines))}"
+                f"{', ...' if count > len(lines) else ''})"
+                for reason, (count, *lines) in sorted(self.rejected.items(), key=lambda item: -item[1][0])]
 
     def summary(self) -> str:
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
@@ -50,14 +67,20 @@ class ReplayStats:
         )
 
 
+REJECTION_SAMPLE = 5
+"""Bad rows logged one by one (and line numbers kept per reason); the rest are only counted."""
+
+
 def _good_rows(path: Path, stats: ReplayStats) -> Iterator[TickRow]:
     for item in read_rows(path):
         if isinstance(item, BadRow):
-            stats.bad_rows += 1
-            logger.warning("skipped bad row %s", item)
-            if len(stats.bad) < 100:
-                stats.bad.append(str(item))
+            if stats.bad_rows < REJECTION_SAMPLE:
+                logger.warning("skipped bad row %s", item)
+            elif stats.bad_rows == REJECTION_SAMPLE:
+                logger.warning("more bad rows: counted by reason in the summary")
+            stats.reject(item)
             continue
+        stats.valid_rows += 1
         yield item
 
 
@@ -135,8 +158,18 @@ def replay(
     started = time.monotonic()
     next_due = started
 
-    def failed(_exc: BaseException) -> None:
-        stats.failed_sends += 1
+    counted = threading.Lock()  # the callbacks run on the client's I/O thread
+
+    def acked(_metadata) -> None:
+        with counted:
+            stats.rows += 1
+
+    def failed(exc: BaseException) -> None:
+        with counted:
+            stats.failed_sends += 1
+            failures = stats.failed_sends
+        if failures <= REJECTION_SAMPLE or failures % 1000 == 0:
+            logger.error("send failed (%d so far): %s: %s", failures, type(exc).__name__, exc)
 
     try:
         for tick in _ticks(csv_path, loop, stats, start_date, resume):
@@ -153,9 +186,10 @@ def replay(
                 next_due = max(next_due + tick_interval, time.monotonic() - tick_interval)
             stream_ts = format_stream_ts(clock())
             for row in tick:
-                producer.send(topic, key=row.index.encode(), value=encode_message(row, stream_ts)).add_errback(failed)
+                future = producer.send(topic, key=row.index.encode(), value=encode_message(row, stream_ts))
+                future.add_callback(acked)
+                future.add_errback(failed)
             stats.ticks += 1
-            stats.rows += len(tick)
             if progress:
                 progress(len(tick))
     except KeyboardInterrupt:
@@ -268,7 +302,14 @@ def _run(argv: list[str] | None, stop: threading.Event) -> int:
         if bar:
             bar.close()
         producer.close(timeout=10)
+    for line in stats.rejections(args.csv):
+        print(line, file=sys.stderr)
     print(stats.summary(), file=sys.stderr)
     if stats.failed_sends:
         return 1
-    return 130 if stats.interrupted else 0
+    if stats.interrupted:
+        return 130
+    if stats.valid_rows == 0:
+        print(f"producer: error: {args.csv} holds no valid row: nothing was sent", file=sys.stderr)
+        return 2
+    return 0

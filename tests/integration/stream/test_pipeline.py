@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from stockpulse.config import PROJECT_ROOT
 from tests.conftest import run_cli
 from tests.integration.helpers import csv_slice, lake_table, postgres_counts, produced_rows
 
@@ -24,6 +28,7 @@ def test_replay_lands_every_row_once_in_both_sinks(pipeline_env, tmp_path):
     consumer = run_cli(["consumer/consumer.py", "--once"], pipeline_env)
     assert consumer.returncode == 0, consumer.stderr[-3000:]
     assert "with the official Kafka source" in consumer.stderr  # the default: Spark's own connector
+    assert "Py4J" not in consumer.stderr and "Traceback" not in consumer.stderr  # a clean --once exit
 
     counts = postgres_counts(pipeline_env["DATABASE_URL"])
     assert counts == {"rows": sent, "distinct": sent, "bad_trade_value": 0}
@@ -40,6 +45,29 @@ def test_replay_lands_every_row_once_in_both_sinks(pipeline_env, tmp_path):
     assert {p.name for p in lake.glob("index=*")} == {f"index={i}" for i in expected}
     assert len(expected) >= 3
     assert list(lake.glob("index=HSI/date=2021-*/*.parquet")), "expected index=<INDEX>/date=<YYYY-MM-DD>/ files"
+    assert_readme_proofs_run(pipeline_env["DATABASE_URL"], lake, sent)
+
+
+def readme_proofs() -> list[str]:
+    """The shell commands of the README's "Proving the data landed" block, as written there."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    block = text.split("## Proving the data landed", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [command for command in re.split(r"\n(?=\S)", block.strip()) if command.strip()]
+
+
+def assert_readme_proofs_run(url: str, lake: Path, rows: int) -> None:
+    """Run them against this test's database and lake (only the addresses differ)."""
+    commands = readme_proofs()
+    assert len(commands) == 3
+    for command in commands:
+        command = (command.replace("postgresql://stockpulse@127.0.0.1:5432/stocks", url)
+                   .replace("'lake/parquet'", repr(str(lake))).replace(".venv/bin/python", sys.executable))
+        result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+        assert "Traceback" not in result.stderr and "ERROR" not in result.stderr
+    last = subprocess.run(["bash", "-c", commands[-1].replace("'lake/parquet'", repr(str(lake)))
+                           .replace(".venv/bin/python", sys.executable)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert last.stdout.strip() == str(rows)
 
 
 def test_the_python_reader_lands_every_row_once_and_a_second_run_changes_nothing(pipeline_env, tmp_path):

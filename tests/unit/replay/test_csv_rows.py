@@ -1,6 +1,7 @@
 """CSV parsing of good and bad rows, tick grouping, and the JSON contract of a message."""
 
 import json
+import re
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -9,7 +10,7 @@ import pytest
 from stockpulse.errors import InputError
 from stockpulse.replay.csv_rows import (
     PROCESSED_COLUMNS, BadRow, RowError, TickRow, encode_message, format_stream_ts, group_ticks,
-    parse_row, read_rows,
+    check_header, parse_row, read_rows,
 )
 from stockpulse.schema import TICK_FIELDS
 
@@ -123,3 +124,24 @@ def test_shipped_csv_replays_without_bad_rows():
     dates = [i.date for i in items]
     assert dates == sorted(dates), "the shipped file must be sorted by date for tick grouping"
     assert len(items) == 50568
+
+
+@pytest.mark.parametrize("fields, message", [
+    (["HSI", "2020-01-02", "1e20", "2", "1", "1.5", "1.5", "100", "1.5"], "field 'Open': '1e20' is out of range"),
+    (["HSI", "2020-01-02", "1e15", "2", "1", "1.5", "1.5", "100", "1.5"], "field 'Open': '1e15' is out of range"),
+    (["HSI", "2020-01-02", "1", "2", "1", "1.5", "1.5", "1e20", "1.5"], "field 'Volume': '1e20' is out of range"),
+    (["HSI", "2020-01-02", "1", "2", "1", "1.123456789", "1.5", "100", "1.5"], "field 'Close': '1.123456789' has more than 8"),
+])
+def test_a_value_the_sinks_cannot_hold_is_refused_not_rounded_or_nulled(fields, message):
+    with pytest.raises(RowError, match=re.escape(message)):
+        parse_row(fields)
+
+
+def test_trailing_zeros_beyond_the_scale_are_not_extra_precision():
+    row = parse_row(["HSI", "2020-01-02", "1", "2", "1", "1.50000000000", "1.5", "100", "1.5"])
+    assert row.close == Decimal("1.5")
+
+
+def test_a_directory_is_named_as_such(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        check_header(tmp_path)

@@ -8,6 +8,12 @@ from stockpulse.replay.csv_rows import PROCESSED_COLUMNS
 
 
 class FakeFuture:
+    """The broker acknowledges every record at once."""
+
+    def add_callback(self, fn):
+        fn(None)
+        return self
+
     def add_errback(self, fn):
         return self
 
@@ -103,3 +109,48 @@ def test_stop_event_cuts_the_wait_for_the_next_tick(tmp_path):
     worker.join(timeout=60)
     assert not worker.is_alive(), "replay kept waiting out the hour-long tick interval"
     assert result["stats"].interrupted and result["stats"].ticks == 1
+
+
+class FakeClient(FakeProducer):
+    """What ``make_producer`` returns, for the CLI: acknowledges everything."""
+
+    def close(self, timeout=None):
+        pass
+
+
+def all_bad_file(tmp_path, rows=40):
+    lines = [",".join(PROCESSED_COLUMNS)] + [f"HSI,{day:02d}/07/1997,1,2,0.5,1.5,1.5,100,1.5" for day in range(1, rows + 1)]
+    path = tmp_path / "dmy.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_file_with_no_valid_row_exits_2_with_rejections_counted_by_reason(tmp_path, capsys, monkeypatch, caplog):
+    """A real file whose dates are dd/mm/yyyy: one summary line per reason, not one line per row."""
+    monkeypatch.setattr("stockpulse.replay.producer.make_producer", lambda _servers: FakeClient())
+    path = all_bad_file(tmp_path)
+    assert main(["--csv", str(path), "--tick-interval", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: 40 rows rejected: field 'Date' is not a YYYY-MM-DD date (lines 2, 3, 4, 5, 6, ...)" in err
+    assert "holds no valid row" in err and "Traceback" not in err
+    assert sum("skipped bad row" in r.getMessage() for r in caplog.records) == 5
+
+
+def test_the_summary_counts_acknowledged_rows_and_names_failed_sends(tmp_path, caplog):
+    class Refused(FakeFuture):
+        def add_callback(self, fn):
+            return self
+
+        def add_errback(self, fn):
+            fn(RuntimeError("UnknownProducerIdException"))
+            return self
+
+    class RefusingProducer(FakeProducer):
+        def send(self, topic, key, value):
+            super().send(topic, key, value)
+            return Refused()
+
+    stats = replay(csv_file(tmp_path), "t", RefusingProducer(), tick_interval=0)
+    assert stats.rows == 0 and stats.failed_sends == 6 and stats.valid_rows == 6
+    assert "sent 3 ticks (0 rows)" in stats.summary()
+    assert any("UnknownProducerIdException" in r.getMessage() for r in caplog.records)
