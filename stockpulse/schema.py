@@ -20,6 +20,12 @@ PRICE_LIMIT = 10 ** (PRICE_PRECISION - PRICE_SCALE)
 """Prices must stay below this in absolute value: what NUMERIC(18,8) / DECIMAL(18,8) can hold."""
 VOLUME_LIMIT = 2 ** 63
 """Volumes must stay below this: PostgreSQL's BIGINT (close * volume then fits NUMERIC(38,8))."""
+INDEX_MAX_LENGTH = 64
+"""Longest index symbol accepted: it becomes a lake directory name (``index=<value>``, escaped,
+so up to three bytes a character) and must stay far below the file systems' 255-byte limit."""
+PARSE_PRICE_SPARK = f"DECIMAL(38,{PRICE_SCALE + 2})"
+"""What the Spark job parses prices as before checking them: wide enough that a price too large
+or too precise for the sinks is seen and refused, instead of silently becoming NULL or rounded."""
 """close DECIMAL(18,8) x volume DECIMAL(19,0) fits DECIMAL(38,8) without Spark reducing scale."""
 
 
@@ -117,14 +123,20 @@ def dead_letter_columns() -> dict[str, tuple[str, bool]]:
 
 
 def spark_tick_schema():
-    """The ``StructType`` that ``from_json`` parses a message value with.
+    """The ``StructType`` that ``from_json`` parses a message value with: the contract's types,
+    but prices in :data:`PARSE_PRICE_SPARK` so that out-of-range and over-precise values can be
+    told from absent ones (the job checks them, then casts to the stored type).
 
     Imported lazily so the producer and the dashboard do not need a JVM.
     """
     from pyspark.sql.types import StructType
 
-    ddl = ", ".join(f"`{f.name}` {f.spark_type}" for f in TICK_FIELDS)
+    ddl = ", ".join(f"`{f.name}` {PARSE_PRICE_SPARK if f.sql_type == _PRICE_SQL else f.spark_type}"
+                    for f in TICK_FIELDS)
     return StructType.fromDDL(ddl)
+
+
+PRICE_FIELDS: tuple[str, ...] = tuple(f.name for f in TICK_FIELDS if f.sql_type == _PRICE_SQL)
 
 
 @dataclass(frozen=True)

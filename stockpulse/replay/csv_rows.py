@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Union
 
 from stockpulse.errors import InputError
-from stockpulse.schema import BOUND_OF, PRICE_LIMIT, PRICE_SCALE, TICK_FIELDS, VOLUME_LIMIT
+from stockpulse.schema import BOUND_OF, INDEX_MAX_LENGTH, PRICE_LIMIT, PRICE_SCALE, TICK_FIELDS, VOLUME_LIMIT
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,10 @@ def parse_row(fields: list[str]) -> TickRow:
         raise RowError("field 'Index' is missing")
     if not _is_utf8(index_):
         raise RowError(f"field 'Index': {index_.strip()!r} is not valid UTF-8")
+    if "\x00" in index_:
+        raise RowError("field 'Index' contains a NUL character")
+    if len(index_.strip()) > INDEX_MAX_LENGTH:
+        raise RowError(f"field 'Index' is longer than {INDEX_MAX_LENGTH} characters")
     close_value = _decimal("Close", close, required=True)
     assert close_value is not None
     if not BOUND_OF["close"].holds(close_value):

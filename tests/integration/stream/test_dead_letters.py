@@ -28,6 +28,11 @@ def test_malformed_messages_go_to_dead_letter_table(pipeline_env, tmp_path):
         json.dumps({**GOOD, "date": "yesterday"}).encode(): "field 'date' is missing",
         b"\xff\xfe{broken": "not a JSON object with tick fields",
         b"": "empty message",
+        # valid JSON the sinks cannot hold: each stopped the job for good, or was stored changed, before
+        json.dumps({**GOOD, "index": "H\u0000SI"}).encode(): "field 'index' contains a NUL character",
+        json.dumps({**GOOD, "index": "Q" * 300_000}).encode(): "field 'index' is longer than 64 characters",
+        json.dumps({**GOOD, "open": 1e15}).encode(): "field 'open' is out of range",
+        json.dumps({**GOOD, "close": 1.123456789}).encode(): "field 'close' has more than 8 decimal places",
     }
     producer = KafkaProducer(bootstrap_servers=pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], acks="all")
     for i in range(5):

@@ -145,3 +145,9 @@ def test_trailing_zeros_beyond_the_scale_are_not_extra_precision():
 def test_a_directory_is_named_as_such(tmp_path):
     with pytest.raises(InputError, match="is a directory"):
         check_header(tmp_path)
+
+
+@pytest.mark.parametrize("index, message", [("H\x00SI", "contains a NUL character"), ("Q" * 65, "longer than 64")])
+def test_an_index_the_sinks_cannot_hold_is_refused(index, message):
+    with pytest.raises(RowError, match=message):
+        parse_row([index, "2020-01-02", "1", "2", "1", "1.5", "1.5", "100", "1.5"])

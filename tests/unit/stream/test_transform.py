@@ -3,6 +3,7 @@
 Spark is a library here, not a service: ``local[1]`` in this process, no broker, no database.
 """
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -62,6 +63,12 @@ def test_trade_value_is_exactly_close_times_volume(spark):
     assert out[0]["kafka_offset"] == 0 and out[0]["kafka_topic"] == "t"
 
 
+def _message(**fields) -> bytes:
+    """A JSON tick with ``fields`` changed, as another producer might send it."""
+    body = {"stream_ts": "2026-11-23T12:00:00Z", "date": "2020-01-02", "index": "HSI", "close": 1.5, "volume": 1}
+    return json.dumps({**body, **fields}).encode()
+
+
 @pytest.mark.parametrize("value, reason", [
     (b"", "empty message"),
     (b"not json", "not a JSON object with tick fields"),
@@ -71,7 +78,14 @@ def test_trade_value_is_exactly_close_times_volume(spark):
      "field 'close' is missing or not a valid number"),
     (tick(close="-1"), "field 'close' is not positive"),
     (tick(volume=-5), "field 'volume' is negative"),
-])
+    # What the sinks cannot hold: each of these stopped the job, or was stored changed, before.
+    (_message(index="H\u0000SI"), "field 'index' contains a NUL character"),
+    (_message(index="Q" * 5_000_000), "field 'index' is longer than 64 characters"),
+    (_message(open=1e15), "field 'open' is out of range (prices stay below 10,000,000,000)"),
+    (_message(close=1e12), "field 'close' is out of range (prices stay below 10,000,000,000)"),
+    (_message(close=1.123456789), "field 'close' has more than 8 decimal places"),
+], ids=["empty", "not-json", "close-missing", "close-text", "close-negative", "volume-negative", "nul-index",
+        "5mb-index", "open-1e15", "close-1e12", "close-9-decimals"])
 def test_malformed_messages_get_a_reason_and_stay_out_of_the_lake(spark, value, reason):
     from stockpulse.stream.transform import to_ticks, valid_ticks
 
