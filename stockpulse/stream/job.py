@@ -91,6 +91,13 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
     builder = SparkSession.builder.appName("stockpulse-consumer")
     if master or not conf.contains("spark.master"):
         builder = builder.master(master or settings.master)
+    effective_master = master or conf.get("spark.master", None) or settings.master
+    if effective_master.startswith("local"):
+        # Nothing outside this machine needs the driver: its RPC, block manager and UI (4040)
+        # listen on loopback only. SPARK_LOCAL_IP reaches the UI, which ignores bindAddress; a
+        # cluster master keeps Spark's defaults, since executors elsewhere must reach the driver.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
     if jars:
         builder = builder.config("spark.jars", ",".join([*filter(None, [conf.get("spark.jars", "")]), *jars]))
     spark = (

@@ -54,6 +54,8 @@ def test_broker_sigkill_mid_stream_loses_and_doubles_nothing(pipeline_env, tmp_p
         consumer = subprocess.Popen([sys.executable, "consumer/consumer.py"], env=env, cwd=PROJECT_ROOT,
                                     stdout=consumer_log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: consumer_ready(env, consumer.pid), 300, "the consumer's first triggers")
+        assert listening_addresses(consumer.pid) == {"127.0.0.1"}, "the job listens beyond loopback"
+        assert listening_addresses(server_pid(server)) == {"127.0.0.1"}, "the broker listens beyond loopback"
         producer = start_slow_producer(csv, env, capture=True, tick_interval=0.02)
         wait_until(lambda: postgres_counts(url)["rows"] > 0, 120, "the first rows in PostgreSQL")
         assert producer.poll() is None, "the producer finished before the broker could be killed"
@@ -96,6 +98,16 @@ def consumer_ready(env: dict[str, str], pid: int) -> bool:
 
     beats = read_heartbeat(JobFiles.of(env["CHECKPOINT_DIR"], Path(env["STOCKPULSE_STATE_DIR"])).heartbeat, pid)
     return bool(beats) and all(beat is not None for beat in beats.values())
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """Addresses that ``pid`` and its children listen on (TCP; IPv4-mapped IPv6 read as IPv4)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    pids = {pid, *(child.pid for child in root.children(recursive=True))}
+    return {c.laddr.ip.removeprefix("::ffff:") for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.pid in pids}
 
 
 def server_pid(server) -> int:
