@@ -86,7 +86,7 @@ def maven_command() -> str:
     found = shutil.which("mvn")
     if result.returncode != 0 or not found:
         raise ServiceError(f"Maven (mvn) is needed to fetch the JVM dependencies and could not be installed: "
-                           f"{(result.stderr or result.stdout).strip().splitlines()[-1:] or ['apt failed']}")
+                           f"{((result.stderr or result.stdout).strip().splitlines() or ['apt failed'])[-1]}")
     return found
 
 

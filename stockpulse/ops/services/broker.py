@@ -203,7 +203,7 @@ def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout: f
     Replication is the cluster's default (``default.replication.factor``): 1 on the embedded node,
     whatever a real cluster's operators chose there.
     """
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10_000, "log_level": 0})
@@ -217,7 +217,7 @@ def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout: f
             return True
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            if getattr(error, "code", lambda: None)() == 36:  # TOPIC_ALREADY_EXISTS: someone else won
+            if getattr(error, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:  # someone else won
                 return False
             if time.monotonic() > deadline:
                 detail = error.str() if hasattr(error, "str") else str(exc)
