@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS stockpulse_quality_checks (
 -- The dashboard connects as stockpulse_reader, which may SELECT and nothing else, so a bug in the
 -- page cannot change data. Idempotent, and safe on a managed server where CREATE ROLE is not
 -- allowed: there it only raises a NOTICE (create a read-only role yourself and point
--- DASHBOARD_DATABASE_URL at it). The embedded server trusts 127.0.0.1, so no password is set.
+-- DASHBOARD_DATABASE_URL at it). The embedded server's set-up creates it first, with a password
+-- kept in <state>/secrets/pgpass, so there this block only grants.
 -- A role that already exists (an older init.sql, or made by hand) is made read-only by default
 -- too; the check first keeps repeated runs from rewriting the role's settings.
 DO $$

@@ -115,11 +115,27 @@ class KafkaSettings:
         )
 
 
+EMBEDDED_DATABASE = "stocks"
+PIPELINE_ROLE = "stockpulse"
+"""The embedded server's role the pipeline writes as: it owns the database and its tables, and is
+not a superuser (set-up runs as a separate superuser, ``stockpulse_admin``)."""
+READER_ROLE = "stockpulse_reader"
+"""The dashboard's read-only role: the embedded server's set-up creates it, ``postgres/init.sql``
+grants it SELECT (and creates it on a server where the pipeline's role may)."""
+
+
+def embedded_url(port: int, passfile: Path, user: str = PIPELINE_ROLE, database: str = EMBEDDED_DATABASE) -> str:
+    """A URL for the embedded server whose password libpq reads from ``passfile`` (a pgpass file,
+    mode 0600), so no password appears in a URL, an environment variable or a log line."""
+    return f"postgresql://{user}@127.0.0.1:{port}/{database}?passfile={passfile}"
+
+
 @dataclass(frozen=True)
 class PostgresSettings:
     url: str  # DATABASE_URL (unset: embedded server on 127.0.0.1:PG_EMBEDDED_PORT, database stocks)
     embedded: bool
     embedded_port: int  # PG_EMBEDDED_PORT
+    passfile: Path  # <STOCKPULSE_STATE_DIR>/secrets/pgpass: the embedded server's passwords
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "PostgresSettings":
@@ -129,10 +145,12 @@ class PostgresSettings:
             raise ConfigError(
                 f"DATABASE_URL must start with postgresql:// (got {redact_url(external)!r})"
             )
+        passfile = StatePaths(_path(env, "STOCKPULSE_STATE_DIR", ".state")).pgpass
         return cls(
-            url=external or f"postgresql://stockpulse@127.0.0.1:{port}/stocks",
+            url=external or embedded_url(port, passfile),
             embedded=not external,
             embedded_port=port,
+            passfile=passfile,
         )
 
 
@@ -252,6 +270,15 @@ class StatePaths:
     @property
     def kafka(self) -> Path:
         return self.root / "kafka"
+
+    @property
+    def secrets(self) -> Path:
+        """Mode 0700: the embedded PostgreSQL's passwords, nothing another local user may read."""
+        return self.root / "secrets"
+
+    @property
+    def pgpass(self) -> Path:
+        return self.secrets / "pgpass"
 
     @property
     def airflow_home(self) -> Path:

@@ -36,15 +36,12 @@ def pg_server():
 
     base = Path(tempfile.mkdtemp(prefix="stockpulse-test-pg-"))
     os.chmod(base, 0o755)
-    server = EmbeddedPostgres(base / "data", free_port(), base / "postgres.log", database="postgres")
+    server = EmbeddedPostgres(base / "data", free_port(), base / "postgres.log", base / "secrets" / "pgpass",
+                              database="postgres")
     server.start()
     yield server
     server.stop()
     shutil.rmtree(base, ignore_errors=True)
-
-
-def _url_for(server, database: str) -> str:
-    return f"postgresql://stockpulse@{server.host}:{server.port}/{database}"
 
 
 @pytest.fixture
@@ -55,10 +52,10 @@ def database_url(pg_server):
     from stockpulse.db import apply_init_sql
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin_url = _url_for(pg_server, "postgres")
+    admin_url = pg_server.admin_url()
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _url_for(pg_server, name)
+        conn.execute(f'CREATE DATABASE "{name}" OWNER stockpulse')
+    url = pg_server.url_for(name)
     apply_init_sql(url)
     yield url
     with psycopg.connect(admin_url, autocommit=True) as conn:

@@ -21,7 +21,8 @@ from sqlalchemy.engine import Engine
 
 from stockpulse.config import redact_url
 from stockpulse.dashboard import queries
-from stockpulse.dashboard.settings import READER_ROLE, sqlalchemy_url
+from stockpulse.config import READER_ROLE
+from stockpulse.dashboard.settings import sqlalchemy_url
 from stockpulse.errors import ServiceError
 
 logger = logging.getLogger(__name__)

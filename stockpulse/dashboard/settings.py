@@ -16,11 +16,8 @@ from typing import Mapping
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from stockpulse.config import PostgresSettings, env_int, env_str, redact_url
+from stockpulse.config import READER_ROLE, PostgresSettings, env_int, env_str, redact_url
 from stockpulse.errors import ConfigError
-
-READER_ROLE = "stockpulse_reader"
-"""The read-only role that ``postgres/init.sql`` creates for the dashboard."""
 
 MAX_TICKS = 20_000
 """Upper bound of the "latest N ticks" window. A tick is one trading date (every index of that date

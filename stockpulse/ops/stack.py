@@ -45,7 +45,8 @@ def _log_file(s: StackSettings, name: str) -> Path:
 def embedded_postgres(s: StackSettings):
     from stockpulse.ops.services.postgres import EmbeddedPostgres
 
-    return EmbeddedPostgres(s.paths.postgres_data, s.postgres.embedded_port, _log_file(s, "postgres"))
+    return EmbeddedPostgres(s.paths.postgres_data, s.postgres.embedded_port, _log_file(s, "postgres"),
+                            s.postgres.passfile)
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------

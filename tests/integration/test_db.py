@@ -19,6 +19,7 @@ import pytest
 
 from stockpulse.db import INIT_SQL_LOCK, apply_init_sql, connect
 from stockpulse.errors import ServiceError
+from stockpulse.ops.services.postgres import read_passfile
 from stockpulse.ops.services.processes import free_port
 
 TABLES = ("ticks_raw", "ticks_dead_letter")
@@ -27,11 +28,11 @@ TABLES = ("ticks_raw", "ticks_dead_letter")
 @pytest.fixture
 def empty_database_url(pg_server):
     """A new database with nothing applied (``database_url`` has init.sql applied already)."""
-    admin = f"postgresql://stockpulse@{pg_server.host}:{pg_server.port}/postgres"
+    admin = pg_server.admin_url()
     name = f"e_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://stockpulse@{pg_server.host}:{pg_server.port}/{name}"
+        conn.execute(f'CREATE DATABASE "{name}" OWNER stockpulse')
+    yield pg_server.url_for(name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -149,11 +150,12 @@ def test_a_down_server_is_one_line_naming_the_url_without_its_password(call, url
 
 
 def test_a_missing_database_on_a_running_server_is_named_without_the_password(pg_server):
-    url = f"postgresql://stockpulse:s3cret@{pg_server.host}:{pg_server.port}/no_such_db"
+    secret = read_passfile(pg_server.passfile)["stockpulse"]  # the real one: past auth, to the database
+    url = f"postgresql://stockpulse:{secret}@{pg_server.host}:{pg_server.port}/no_such_db"
     with pytest.raises(ServiceError) as caught:
         connect(url)
     message = str(caught.value)
-    assert "\n" not in message and "s3cret" not in message
+    assert "\n" not in message and secret not in message
     assert f"stockpulse:***@{pg_server.host}:{pg_server.port}/no_such_db" in message
     assert 'database "no_such_db" does not exist' in message
 

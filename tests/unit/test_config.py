@@ -13,7 +13,9 @@ from stockpulse.errors import ConfigError
 def test_defaults_are_embedded_services():
     kafka, pg = KafkaSettings.from_env({}), PostgresSettings.from_env({})
     assert kafka.embedded and kafka.bootstrap_servers == "127.0.0.1:9092" and kafka.topic == "stock_ticks"
-    assert pg.embedded and pg.url == "postgresql://stockpulse@127.0.0.1:5432/stocks"
+    passfile = PROJECT_ROOT / ".state" / "secrets" / "pgpass"
+    assert pg.embedded and pg.url == f"postgresql://stockpulse@127.0.0.1:5432/stocks?passfile={passfile}"
+    assert pg.passfile == passfile
 
 
 def test_external_services_switch_off_embedded():

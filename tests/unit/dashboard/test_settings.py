@@ -7,10 +7,11 @@ from stockpulse.errors import ConfigError
 
 
 def test_defaults_read_the_embedded_server_as_the_reader_role():
-    s = DashboardSettings.from_env({})
-    assert s.database_url == "postgresql://stockpulse_reader@127.0.0.1:5432/stocks"
+    s = DashboardSettings.from_env({"STOCKPULSE_STATE_DIR": "/srv/state"})
+    passfile = "?passfile=/srv/state/secrets/pgpass"  # the reader's password is in the same file
+    assert s.database_url == "postgresql://stockpulse_reader@127.0.0.1:5432/stocks" + passfile
     assert (s.port, s.refresh_seconds, s.default_ticks) == (8501, 5, 500)
-    assert s.engine_url == "postgresql+psycopg://stockpulse_reader@127.0.0.1:5432/stocks"
+    assert s.engine_url == "postgresql+psycopg://stockpulse_reader@127.0.0.1:5432/stocks" + passfile
 
 
 def test_default_url_follows_database_url_but_drops_the_writers_password():
