@@ -136,6 +136,7 @@ class PostgresSettings:
     embedded: bool
     embedded_port: int  # PG_EMBEDDED_PORT
     passfile: Path  # <STOCKPULSE_STATE_DIR>/secrets/pgpass: the embedded server's passwords
+    retry_seconds: int  # POSTGRES_RETRY_SECONDS: how long the sink retries a batch while the server is away
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "PostgresSettings":
@@ -151,6 +152,7 @@ class PostgresSettings:
             embedded=not external,
             embedded_port=port,
             passfile=passfile,
+            retry_seconds=env_int(env, "POSTGRES_RETRY_SECONDS", 120),
         )
 
 

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from stockpulse.config import PROJECT_ROOT, redact_url
-from stockpulse.errors import ServiceError
+from stockpulse.errors import ServiceError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def connect(url: str, autocommit: bool = False, connect_timeout: int = 10):
         raise ServiceError(f"{redact_url(url)} is not a PostgreSQL URL libpq can parse "
                            "(expected postgresql://user[:password]@host[:port]/database)") from None
     except psycopg.OperationalError as exc:
-        raise ServiceError(
+        raise ServiceUnavailable(
             f"cannot connect to PostgreSQL at {redact_url(url)}: {connect_failure(str(exc))} "
             "(start it with 'make services' or fix DATABASE_URL)"
         ) from None

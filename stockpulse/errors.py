@@ -19,3 +19,7 @@ class InputError(StockPulseError):
 
 class ServiceError(StockPulseError):
     """An external service (PostgreSQL, the broker) is unreachable or failed to start."""
+
+
+class ServiceUnavailable(ServiceError):
+    """The service did not answer (refused, down, restarting): worth retrying, unlike a bad URL."""

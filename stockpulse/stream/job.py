@@ -178,7 +178,7 @@ def start_queries(spark, job: JobSettings, once: bool):
         writer = writer.partitionBy(*settings.partition_by)
     parquet_query = writer.start()
 
-    sink = PostgresSink(job.postgres.url)
+    sink = PostgresSink(job.postgres.url, job.postgres.retry_seconds)
     postgres_query = (
         to_ticks(kafka_records(spark, job, POSTGRES_SINK)).writeStream.queryName(query_name(POSTGRES_SINK))
         .foreachBatch(sink)

@@ -69,3 +69,18 @@ def lake_table(lake: Path):
         return None
     return ds.dataset(str(lake), format="parquet", partitioning="hive",
                       exclude_invalid_files=True, ignore_prefixes=["_", "."]).to_table()
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.5)
+
+
+def consumer_ready(env: dict[str, str], pid: int) -> bool:
+    """Both queries of job ``pid`` ran a trigger (its heartbeat says so)."""
+    from stockpulse.stream.job_files import JobFiles, read_heartbeat
+
+    beats = read_heartbeat(JobFiles.of(env["CHECKPOINT_DIR"], Path(env["STOCKPULSE_STATE_DIR"])).heartbeat, pid)
+    return bool(beats) and all(beat is not None for beat in beats.values())

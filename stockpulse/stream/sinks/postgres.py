@@ -5,6 +5,10 @@ its Kafka identity (topic, partition, offset, record timestamp), rows are COPYed
 staging table and moved with ``INSERT ... ON CONFLICT DO NOTHING``. A micro-batch replayed after
 a crash, or a whole topic re-read after a checkpoint reset, therefore changes nothing. COPY is
 the fastest way into PostgreSQL from Python (~155k rows/s measured here with the key in place).
+
+The same key makes a failed batch safe to write again, so a server that restarts or drops the
+connection is waited for (bounded, with backoff) instead of failing the query: one restart of
+PostgreSQL used to stop the whole job.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import time
 
 from stockpulse.config import redact_url
+from stockpulse.errors import ServiceError, ServiceUnavailable
 from stockpulse.schema import DEAD_LETTER_FIELDS, IDENTITY_COLUMNS, REASON_COLUMN, STORED_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -83,11 +88,35 @@ def _dead_letter_payload_only(batch_df):
     ])
 
 
+def backoff_delays(budget: float, first: float = 0.5, cap: float = 8.0) -> list[float]:
+    """Sleeps between attempts: doubling from ``first`` up to ``cap``, summing to at most ``budget``."""
+    delays, delay = [], first
+    while sum(delays) + delay <= budget:
+        delays.append(delay)
+        delay = min(delay * 2, cap)
+    return delays
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A connection that broke or could not be made (server down, restarting, shutting down):
+    worth a retry. Errors in the data or the SQL are not: they would fail the same way again."""
+    import psycopg
+
+    return isinstance(exc, (ServiceUnavailable, psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def cause_of(exc: BaseException) -> str:
+    """One line naming what failed, without a password a libpq message may quote."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return redact_url(f"{type(exc).__name__}: {text}")[:300]
+
+
 class PostgresSink:
     """Callable for ``foreachBatch``; keeps one connection open across micro-batches."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retry_seconds: float = 120) -> None:
         self.url = url
+        self.retry_seconds = retry_seconds
         self._conn = None
 
     def _connection(self):
@@ -97,14 +126,37 @@ class PostgresSink:
             self._conn = connect(self.url)
         return self._conn
 
-    def write_arrow(self, table) -> tuple[int, int]:
-        """Write one collected micro-batch; returns (new ticks, new dead letters)."""
+    def write_arrow(self, table, batch_id: int | None = None) -> tuple[int, int]:
+        """Write one collected micro-batch; returns (new ticks, new dead letters).
+
+        While PostgreSQL is unreachable the whole batch is tried again after each of
+        :func:`backoff_delays`; when they run out, one line names the cause.
+        """
         import pyarrow.compute as pc
 
         good = table.filter(pc.is_null(table[REASON_COLUMN]))
         bad = table.filter(pc.is_valid(table[REASON_COLUMN])).rename_columns(
             ["reason" if n == REASON_COLUMN else n for n in table.column_names]
         )
+        delays = backoff_delays(self.retry_seconds)
+        for attempt in range(len(delays) + 1):
+            try:
+                return self._write_once(good, bad)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if attempt == len(delays):
+                    raise ServiceError(
+                        f"PostgreSQL at {redact_url(self.url)} did not come back within "
+                        f"{self.retry_seconds:g} s (POSTGRES_RETRY_SECONDS) while writing batch {batch_id}: "
+                        f"{cause_of(exc)}") from None
+                logger.warning("batch %s: PostgreSQL unavailable (%s); trying again in %.1f s (attempt %d of %d)",
+                               batch_id, cause_of(exc), delays[attempt], attempt + 2, len(delays) + 1)
+                time.sleep(delays[attempt])
+        raise AssertionError("unreachable")
+
+    def _write_once(self, good, bad) -> tuple[int, int]:
+        """One transaction for both tables: a batch lands whole or not at all."""
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cursor:
@@ -119,7 +171,7 @@ class PostgresSink:
         started = time.monotonic()
         table = _dead_letter_payload_only(batch_df).toArrow()
         collected = time.monotonic()
-        ticks, dead = self.write_arrow(table)
+        ticks, dead = self.write_arrow(table, batch_id)
         logger.info(
             "postgres batch %d: %d records, %d new ticks, %d new dead letters (%s); "
             "read+parse %.2f s, write %.2f s",
@@ -133,5 +185,7 @@ class PostgresSink:
         if self._conn is not None:
             try:
                 self._conn.close()
+            except Exception:  # closing a connection the server already dropped
+                logger.debug("closing a broken PostgreSQL connection failed", exc_info=True)
             finally:
                 self._conn = None

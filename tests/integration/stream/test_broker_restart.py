@@ -24,16 +24,11 @@ from stockpulse.db import connect
 from stockpulse.replay.csv_rows import TickRow, read_rows
 from stockpulse.ops.services.broker import ensure_topic
 from tests.conftest import embedded_kafka, run_cli
-from tests.integration.helpers import csv_slice, lake_table, postgres_counts, records_in_topic, start_slow_producer
+from tests.integration.helpers import (
+    consumer_ready, csv_slice, lake_table, postgres_counts, records_in_topic, start_slow_producer, wait_until,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.5)
 
 
 def one_line_error(stderr: str) -> bool:
@@ -90,14 +85,6 @@ def test_broker_sigkill_mid_stream_loses_and_doubles_nothing(pipeline_env, tmp_p
     assert postgres_counts(url)["bad_trade_value"] == 0
     table = lake_table(Path(env["LAKE_PATH"]))
     assert Counter(zip(table["index"].to_pylist(), table["date"].to_pylist())) == expected
-
-
-def consumer_ready(env: dict[str, str], pid: int) -> bool:
-    """Both queries of job ``pid`` ran a trigger (its heartbeat says so)."""
-    from stockpulse.stream.job_files import JobFiles, read_heartbeat
-
-    beats = read_heartbeat(JobFiles.of(env["CHECKPOINT_DIR"], Path(env["STOCKPULSE_STATE_DIR"])).heartbeat, pid)
-    return bool(beats) and all(beat is not None for beat in beats.values())
 
 
 def listening_addresses(pid: int) -> set[str]:
