@@ -84,3 +84,13 @@ def consumer_ready(env: dict[str, str], pid: int) -> bool:
 
     beats = read_heartbeat(JobFiles.of(env["CHECKPOINT_DIR"], Path(env["STOCKPULSE_STATE_DIR"])).heartbeat, pid)
     return bool(beats) and all(beat is not None for beat in beats.values())
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """Addresses that ``pid`` and its children listen on (TCP; IPv4-mapped IPv6 read as IPv4)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    pids = {pid, *(child.pid for child in root.children(recursive=True))}
+    return {c.laddr.ip.removeprefix("::ffff:") for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.pid in pids}

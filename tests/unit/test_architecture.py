@@ -21,7 +21,8 @@ from stockpulse.config import PROJECT_ROOT
 PACKAGE = PROJECT_ROOT / "stockpulse"
 FLOOR = {"schema", "config", "db", "errors", "logs", "locks", "jars", "kafka_offsets"}
 STAGES = {"replay", "stream", "dashboard"}
-CLIS = {"stockpulse.ops.stack", "stockpulse.stream.cli", "stockpulse.replay.cli"}
+CLIS = {"stockpulse.ops.stack", "stockpulse.stream.cli", "stockpulse.replay.cli",
+        "stockpulse.ops.services.airflow_standalone"}
 
 
 def module_name(path: Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,24 @@ def airflow_env(base: Mapping[str, str], airflow_home: Path, api_port: int) -> d
     # The venv's bin first, so standalone's own sub-commands use this venv's airflow.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
+
+
+def seed_admin_password(airflow_home: Path) -> None:
+    """Write the admin password file before Airflow starts, readable by its owner only.
+
+    Left to itself, Airflow's simple auth manager generates the password and prints it, so it
+    lands in ``airflow.log``, and writes the file with the default (world-readable) mode. Given a
+    file that already names ``admin``, it prints nothing and keeps the password. An existing file
+    (an earlier start) is kept and only made private.
+    """
+    path = airflow_home / PASSWORD_FILE
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    os.chmod(airflow_home, 0o700)
+    if admin_password(airflow_home) is None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps({"admin": secrets.token_urlsafe(12)}) + "\n")
+    os.chmod(path, 0o600)
 
 
 def admin_password(airflow_home: Path) -> str | None:
@@ -148,8 +167,9 @@ def start_standalone(airflow_home: Path, api_port: int, base_env: Mapping[str, s
                      log_file: Path, timeout: float = 300.0) -> Client:
     """Start ``airflow standalone`` detached (idempotent), wait for health, unpause the DAG."""
     env = airflow_env(base_env, airflow_home, api_port)
-    airflow_home.mkdir(parents=True, exist_ok=True)
-    processes.start_detached("airflow", [str(Path(sys.executable).parent / "airflow"), "standalone"],
+    seed_admin_password(airflow_home)
+    # standalone without its log servers, which would listen on every interface (see that module)
+    processes.start_detached("airflow", [sys.executable, "-m", "stockpulse.ops.services.airflow_standalone"],
                              pid_file, log_file, env=env, cwd=PROJECT_ROOT)
     client = Client(base_url(api_port), airflow_home)
 

@@ -1,7 +1,7 @@
 """A real ``airflow standalone`` (what ``make up`` starts): a run triggered through the REST API
 succeeds, and a real browser shows the DAG's latest run green on the DAG's page.
 
-Standalone, its log servers, the database, broker, topic, state and checkpoints all live on free
+Standalone, the database, broker, topic, state and checkpoints all live on free
 ports and temporary directories of this test session; the fixture stops Airflow (SIGTERM to its
 process group) and the consumer its run started.
 """
@@ -19,6 +19,8 @@ from stockpulse.ops import supervisor
 from stockpulse.ops.services import airflow as airflow_service
 from stockpulse.ops.services import processes
 
+from tests.integration.helpers import listening_addresses
+
 from .steps import paths_for, produce, wait_for
 
 pytestmark = pytest.mark.slow
@@ -35,10 +37,10 @@ def module_database_url(pg_server):
     from stockpulse.db import apply_init_sql
 
     name = f"af_{uuid.uuid4().hex[:12]}"
-    admin = f"postgresql://stockpulse@{pg_server.host}:{pg_server.port}/postgres"
+    admin = pg_server.admin_url()
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://stockpulse@{pg_server.host}:{pg_server.port}/{name}"
+        conn.execute(f'CREATE DATABASE "{name}" OWNER stockpulse')
+    url = pg_server.url_for(name)
     apply_init_sql(url)
     yield url
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -69,6 +71,23 @@ def standalone(broker, module_database_url, tmp_path_factory):
     finally:
         processes.stop_detached("airflow", pid_file, timeout=60)
         supervisor.stop(paths)
+
+
+def test_airflow_listens_on_loopback_only_and_keeps_its_password_out_of_logs(standalone):
+    """Issue 12, case 8: the log servers bound every interface, the admin password was printed
+    into the log, and the password file and the log were world-readable."""
+    import stat
+
+    client, _, _ = standalone
+    base = client.airflow_home.parent
+    pid = processes.read_pid(base / "airflow.pid")
+    assert pid is not None
+    assert listening_addresses(pid) == {"127.0.0.1"}, "an Airflow process listens beyond loopback"
+    password = airflow_service.admin_password(client.airflow_home)
+    assert password and password not in (base / "airflow.log").read_text(errors="replace")
+    for private in (base / "airflow.log", client.airflow_home / airflow_service.PASSWORD_FILE):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+    assert stat.S_IMODE(client.airflow_home.stat().st_mode) == 0o700
 
 
 def finished_state(client, run_id: str) -> str | None:

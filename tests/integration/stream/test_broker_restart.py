@@ -25,7 +25,8 @@ from stockpulse.replay.csv_rows import TickRow, read_rows
 from stockpulse.ops.services.broker import ensure_topic
 from tests.conftest import embedded_kafka, run_cli
 from tests.integration.helpers import (
-    consumer_ready, csv_slice, lake_table, postgres_counts, records_in_topic, start_slow_producer, wait_until,
+    consumer_ready, csv_slice, lake_table, listening_addresses, postgres_counts, records_in_topic,
+    start_slow_producer, wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -85,16 +86,6 @@ def test_broker_sigkill_mid_stream_loses_and_doubles_nothing(pipeline_env, tmp_p
     assert postgres_counts(url)["bad_trade_value"] == 0
     table = lake_table(Path(env["LAKE_PATH"]))
     assert Counter(zip(table["index"].to_pylist(), table["date"].to_pylist())) == expected
-
-
-def listening_addresses(pid: int) -> set[str]:
-    """Addresses that ``pid`` and its children listen on (TCP; IPv4-mapped IPv6 read as IPv4)."""
-    import psutil
-
-    root = psutil.Process(pid)
-    pids = {pid, *(child.pid for child in root.children(recursive=True))}
-    return {c.laddr.ip.removeprefix("::ffff:") for c in psutil.net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN and c.pid in pids}
 
 
 def server_pid(server) -> int:

@@ -53,3 +53,31 @@ def test_the_port_follows_airflows_own_variable_when_that_is_what_the_user_set(t
     assert env["AIRFLOW__API__PORT"] == "9292" and env["AIRFLOW__API__BASE_URL"] == "http://localhost:9292"
     assert "UI http://localhost:9292 " in airflow_service.describe(
         StackSettings.from_env({"STOCKPULSE_STATE_DIR": str(tmp_path)}))
+
+
+def test_standalone_starts_the_scheduler_and_triggerer_without_log_servers():
+    from stockpulse.ops.services.airflow_standalone import with_skip_serve_logs
+
+    assert with_skip_serve_logs("scheduler", ["scheduler"]) == ["scheduler", "--skip-serve-logs"]
+    assert with_skip_serve_logs("triggerer", ["triggerer"]) == ["triggerer", "--skip-serve-logs"]
+    assert with_skip_serve_logs("api-server", ["api-server"]) == ["api-server"]
+    assert with_skip_serve_logs("scheduler", ["scheduler", "--skip-serve-logs"]) == ["scheduler", "--skip-serve-logs"]
+
+
+def test_the_admin_password_is_seeded_private_and_kept(tmp_path):
+    import json
+    import stat
+
+    home = tmp_path / "airflow"
+    airflow_service.seed_admin_password(home)
+    path = home / airflow_service.PASSWORD_FILE
+    first = airflow_service.admin_password(home)
+    assert first and len(first) >= 16
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(home.stat().st_mode) == 0o700
+    airflow_service.seed_admin_password(home)
+    assert airflow_service.admin_password(home) == first  # a restart keeps the user's password
+
+    path.write_text(json.dumps({"admin": "chosen"}))
+    path.chmod(0o644)  # a file left by an older version
+    airflow_service.seed_admin_password(home)
+    assert airflow_service.admin_password(home) == "chosen" and stat.S_IMODE(path.stat().st_mode) == 0o600
