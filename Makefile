@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 LOCK_HASH := $(shell sha1sum requirements-lock.txt | cut -c1-12)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 
-.PHONY: up down services status test test-unit bench replay clean venv sysdeps browser jars
+.PHONY: up down services status test test-unit bench replay clean venv sysdeps browser jars cluster-up cluster-down cluster-status
 
 up: venv sysdeps          ## start PostgreSQL, the broker, the consumer, the producer, Airflow and the dashboard
 	$(PY) -m stockpulse.ops.stack up
@@ -21,6 +21,15 @@ services: venv sysdeps    ## start only PostgreSQL and the broker (and create th
 
 status: venv
 	$(PY) -m stockpulse.ops.stack status
+
+cluster-up: venv sysdeps jars  ## a local 3-node Kafka cluster and Spark standalone (master + 2 workers); then `. .state/cluster/cluster.env`
+	$(PY) -m stockpulse.ops.cluster up
+
+cluster-down:             ## stop the local cluster
+	@if [ -x $(PY) ]; then $(PY) -m stockpulse.ops.cluster down; fi
+
+cluster-status: venv
+	$(PY) -m stockpulse.ops.cluster status
 
 replay: venv              ## replay the CSV again into the running pipeline
 	rm -f "$${STOCKPULSE_STATE_DIR:-.state}/run/producer.done"

@@ -286,11 +286,43 @@ class StatePaths:
     def airflow_home(self) -> Path:
         return self.root / "airflow"
 
+    @property
+    def cluster(self) -> Path:
+        """``make cluster-up``'s Kafka nodes and Spark daemons, and ``cluster.env``."""
+        return self.root / "cluster"
+
     def pid_file(self, name: str) -> Path:
         return self.run / f"{name}.pid"
 
     def log_file(self, name: str) -> Path:
         return self.logs / f"{name}.log"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """``make cluster-up``: a three-node Kafka cluster and a Spark standalone master with two
+    workers on this machine (ports only; their state lives under ``<state>/cluster``)."""
+
+    kafka_base_port: int  # CLUSTER_KAFKA_BASE_PORT: brokers on base..base+2, controllers on base+100..base+102
+    topic_partitions: int  # CLUSTER_TOPIC_PARTITIONS
+    spark_master_port: int  # CLUSTER_SPARK_MASTER_PORT
+    spark_ui_port: int  # CLUSTER_SPARK_UI_PORT: the master's UI; the workers' on the next two ports
+    worker_cores: int  # CLUSTER_WORKER_CORES
+    worker_memory: str  # CLUSTER_WORKER_MEMORY
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "ClusterSettings":
+        memory = env_str(env, "CLUSTER_WORKER_MEMORY", "1536m")
+        if not re.fullmatch(r"\d+[mMgG]", memory):
+            raise ConfigError(f"CLUSTER_WORKER_MEMORY={memory!r}: use e.g. 1536m or 2g")
+        return cls(
+            kafka_base_port=env_int(env, "CLUSTER_KAFKA_BASE_PORT", 19092, 1),
+            topic_partitions=env_int(env, "CLUSTER_TOPIC_PARTITIONS", 6, 1),
+            spark_master_port=env_int(env, "CLUSTER_SPARK_MASTER_PORT", 7077, 1),
+            spark_ui_port=env_int(env, "CLUSTER_SPARK_UI_PORT", 18080, 1),
+            worker_cores=env_int(env, "CLUSTER_WORKER_CORES", 1, 1),
+            worker_memory=memory,
+        )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -75,6 +76,15 @@ def connector_jars(wanted: str, conf=None) -> list[str]:
         return []
 
 
+LOOPBACK_MASTER = re.compile(r"^spark://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$")
+
+
+def on_this_machine(master: str) -> bool:
+    """A local master, or a standalone master on loopback (``make cluster-up``'s): every executor
+    runs here, so the driver need not be reachable from anywhere else."""
+    return master.startswith("local") or bool(LOOPBACK_MASTER.match(master))
+
+
 def build_session(settings: ConsumerSettings, master: str | None = None, jars: list[str] = ()):
     """A SparkSession for the job; under spark-submit its --master wins over SPARK_MASTER.
 
@@ -92,10 +102,10 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
     if master or not conf.contains("spark.master"):
         builder = builder.master(master or settings.master)
     effective_master = master or conf.get("spark.master", None) or settings.master
-    if effective_master.startswith("local"):
+    if on_this_machine(effective_master):
         # Nothing outside this machine needs the driver: its RPC, block manager and UI (4040)
         # listen on loopback only. SPARK_LOCAL_IP reaches the UI, which ignores bindAddress; a
-        # cluster master keeps Spark's defaults, since executors elsewhere must reach the driver.
+        # remote master keeps Spark's defaults, since executors elsewhere must reach the driver.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
     if jars:

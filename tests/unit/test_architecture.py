@@ -22,7 +22,7 @@ PACKAGE = PROJECT_ROOT / "stockpulse"
 FLOOR = {"schema", "config", "db", "errors", "logs", "locks", "jars", "kafka_offsets"}
 STAGES = {"replay", "stream", "dashboard"}
 CLIS = {"stockpulse.ops.stack", "stockpulse.stream.cli", "stockpulse.replay.cli",
-        "stockpulse.ops.services.airflow_standalone"}
+        "stockpulse.ops.services.airflow_standalone", "stockpulse.ops.cluster"}
 
 
 def module_name(path: Path) -> str:

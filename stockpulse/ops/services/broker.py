@@ -45,17 +45,23 @@ logger.broker.level = INFO
 """
 
 
-def server_properties(port: int, controller_port: int, log_dir: Path, partitions: int) -> str:
-    """The broker's configuration: one node, loopback only, durable logs under ``log_dir``.
+def server_properties(port: int, controller_port: int, log_dir: Path, partitions: int,
+                      node_id: int = 1, voters: str | None = None, replication: int = 1) -> str:
+    """A node's configuration: loopback only, durable logs under ``log_dir``, broker and
+    controller in one process.
 
-    Replication factors of internal topics are 1 (there is one broker); group rebalances start at
-    once (no three-second wait for more members that will never come); topics are created by the
-    project (``ensure_topic``) or by a producer, with ``partitions`` partitions by default.
+    Alone (the default) the node is its own controller quorum and every replication factor is 1.
+    In a local cluster (:mod:`stockpulse.ops.services.kafka_cluster`) ``voters`` names every
+    node's controller listener and ``replication`` (3) applies to topics and internal topics alike,
+    with ``min.insync.replicas`` one less, so one node may be down while ``acks=all`` still
+    succeeds. Group rebalances start at once (no three-second wait for members that never come);
+    topics get ``partitions`` partitions by default.
     """
+    min_isr = max(1, replication - 1)
     return "\n".join([
         "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"node.id={node_id}",
+        f"controller.quorum.voters={voters or f'{node_id}@127.0.0.1:{controller_port}'}",
         f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names=CONTROLLER",
@@ -63,12 +69,13 @@ def server_properties(port: int, controller_port: int, log_dir: Path, partitions
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         f"log.dirs={log_dir}",
         f"num.partitions={partitions}",
-        "default.replication.factor=1",
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        f"default.replication.factor={replication}",
+        f"min.insync.replicas={min_isr}",
+        f"offsets.topic.replication.factor={replication}",
+        f"transaction.state.log.replication.factor={replication}",
+        f"transaction.state.log.min.isr={min_isr}",
+        f"share.coordinator.state.topic.replication.factor={replication}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
         "group.initial.rebalance.delay.ms=0",
         "num.io.threads=2",
         "num.network.threads=2",
@@ -85,7 +92,11 @@ def cluster_id() -> str:
 
 @dataclass(frozen=True)
 class EmbeddedKafka:
-    """One Apache Kafka node under ``home`` (``config/``, ``data/``), logging to ``log_file``."""
+    """One Apache Kafka node under ``home`` (``config/``, ``data/``), logging to ``log_file``.
+
+    Alone by default; ``node_id``, ``voters``, ``replication`` and a shared ``cluster_id`` make it
+    one node of a local cluster (:class:`stockpulse.ops.services.kafka_cluster.KafkaCluster`).
+    """
 
     home: Path
     port: int
@@ -94,6 +105,10 @@ class EmbeddedKafka:
     pid_file: Path
     heap: str = "512m"
     partitions: int = 3
+    node_id: int = 1
+    voters: str | None = None
+    replication: int = 1
+    cluster_id: str | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -119,7 +134,8 @@ class EmbeddedKafka:
         config.mkdir(parents=True, exist_ok=True)
         (config / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         properties = config / "server.properties"
-        properties.write_text(server_properties(self.port, self.controller_port, self.data_dir, self.partitions))
+        properties.write_text(server_properties(self.port, self.controller_port, self.data_dir, self.partitions,
+                                                self.node_id, self.voters, self.replication))
         return properties
 
     def _format(self, java: str, classpath: str, properties: Path) -> None:
@@ -129,7 +145,8 @@ class EmbeddedKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [java, "-Xmx256m", f"-Dlog4j2.configurationFile={properties.parent / 'log4j2.properties'}",
-             "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(properties),
+             "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", self.cluster_id or cluster_id(),
+             "-c", str(properties),
              "--ignore-formatted"],
             capture_output=True, text=True, timeout=120,
         )
@@ -150,9 +167,19 @@ class EmbeddedKafka:
 
     def start(self) -> None:
         """Start the node detached (idempotent) and wait until it answers as a broker."""
+        started = time.monotonic()
+        if not self.launch():
+            return
+        self.wait_ready()
+        logger.info("Kafka broker ready on %s in %.1f s (data in %s)", self.bootstrap, time.monotonic() - started,
+                    self.data_dir)
+
+    def launch(self) -> bool:
+        """Start the process without waiting for it to serve (a cluster's nodes must all be
+        launched before any can elect a controller); False when it already runs."""
         if read_pid(self.pid_file):
             logger.info("the Kafka broker already runs (%s)", self.bootstrap)
-            return
+            return False
         for port in (self.port, self.controller_port):
             if port_open("127.0.0.1", port):
                 raise ServiceError(
@@ -161,12 +188,13 @@ class EmbeddedKafka:
         java, classpath = self._java(), self._classpath()
         properties = self._write_config()
         self._format(java, classpath, properties)
-        started = time.monotonic()
-        start_detached("broker", self.command(java, classpath, properties), self.pid_file, self.log_file)
+        start_detached(f"broker {self.node_id}", self.command(java, classpath, properties), self.pid_file,
+                       self.log_file)
+        return True
+
+    def wait_ready(self) -> None:
         wait_for_port("127.0.0.1", self.port, START_TIMEOUT_SECONDS, "the Kafka broker", self.log_file)
         wait_until_serving(self.bootstrap, START_TIMEOUT_SECONDS, self.log_file)
-        logger.info("Kafka broker ready on %s in %.1f s (data in %s)", self.bootstrap, time.monotonic() - started,
-                    self.data_dir)
 
     def stop(self) -> bool:
         return stop_detached("broker", self.pid_file, timeout=STOP_TIMEOUT_SECONDS)
