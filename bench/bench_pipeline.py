@@ -175,10 +175,11 @@ def first_batch_seconds(progress: dict, started_at: float) -> dict[str, float]:
 
 
 def fresh_database(server: EmbeddedPostgres, name: str) -> str:
-    with connect(f"postgresql://stockpulse@{server.host}:{server.port}/postgres", autocommit=True) as conn:
+    """A new database owned by the pipeline's role (created as the set-up's superuser)."""
+    with connect(server.admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://stockpulse@{server.host}:{server.port}/{name}"
+        conn.execute(f'CREATE DATABASE "{name}" OWNER stockpulse')
+    url = server.url_for(name)
     apply_init_sql(url)
     return url
 
@@ -202,11 +203,14 @@ def check_counts(run: dict) -> None:
                          f"PostgreSQL holds {run['rows_in_postgres']} and the lake {run['rows_in_lake']}")
 
 
-def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_rows, work) -> dict:
-    name = f"{source}_{layout.replace(',', '_')}"
+def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_rows, work, label: str = "",
+               **extra: str) -> dict:
+    """``consumer.py --once`` over ``topic``; ``extra`` settings (``SPARK_MASTER``) and a ``label``
+    to tell runs apart."""
+    name = f"{label}{source}_{layout.replace(',', '_')}"
     url = fresh_database(server, f"bench_{name}")
     env = job_env(bootstrap, topic, url, work / name, SOURCES[source][0], LAKE_PARTITION_BY=layout,
-                  MAX_OFFSETS_PER_TRIGGER=str(batch_rows))
+                  MAX_OFFSETS_PER_TRIGGER=str(batch_rows), **extra)
     progress_file = work / f"progress-{name}.json"
     started_at, seconds, log = run_once(env, progress_file)
     check_source(log, source)
@@ -299,7 +303,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="stockpulse-bench-"))
     os.chmod(work, 0o755)
-    server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", database="postgres")
+    server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", work / "secrets" / "pgpass", database="postgres")
     broker = EmbeddedKafka(work / "kafka", free_port(), free_port(), work / "kafka.log", work / "kafka.pid")
     bootstrap = broker.bootstrap
     begun = time.monotonic()

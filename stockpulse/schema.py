@@ -21,8 +21,17 @@ PRICE_LIMIT = 10 ** (PRICE_PRECISION - PRICE_SCALE)
 VOLUME_LIMIT = 2 ** 63
 """Volumes must stay below this: PostgreSQL's BIGINT (close * volume then fits NUMERIC(38,8))."""
 INDEX_MAX_LENGTH = 64
-"""Longest index symbol accepted: it becomes a lake directory name (``index=<value>``, escaped,
-so up to three bytes a character) and must stay far below the file systems' 255-byte limit."""
+"""Longest index symbol accepted, in characters."""
+INDEX_MAX_BYTES = 128
+"""Longest index symbol accepted, in UTF-8 bytes. The symbol becomes a lake directory name,
+``index=<value>``, where Hive escaping triples some ASCII characters (``/`` is ``%2F``) and other
+characters keep their UTF-8 bytes (up to four: 64 emoji are 256 bytes). With at most 64 characters
+and 128 bytes the name stays below 220 bytes, under the file systems' 255-byte limit."""
+YEAR_RANGE = (1, 9999)
+"""Years a ``date`` or ``stream_ts`` may have (in UTC). PostgreSQL has no year 0 and refuses
+negative ISO years, and Spark reads an all-digit date string as a day count (year ~57000): all
+of these once stopped the job at the COPY. Four-digit years are what the contract's ISO 8601
+strings mean."""
 PARSE_PRICE_SPARK = f"DECIMAL(38,{PRICE_SCALE + 2})"
 """What the Spark job parses prices as before checking them: wide enough that a price too large
 or too precise for the sinks is seen and refused, instead of silently becoming NULL or rounded."""

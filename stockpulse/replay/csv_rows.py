@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Union
 
 from stockpulse.errors import InputError
-from stockpulse.schema import BOUND_OF, INDEX_MAX_LENGTH, PRICE_LIMIT, PRICE_SCALE, TICK_FIELDS, VOLUME_LIMIT
+from stockpulse.schema import (
+    BOUND_OF, INDEX_MAX_BYTES, INDEX_MAX_LENGTH, PRICE_LIMIT, PRICE_SCALE, TICK_FIELDS, VOLUME_LIMIT,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,8 @@ def parse_row(fields: list[str]) -> TickRow:
         raise RowError("field 'Index' contains a NUL character")
     if len(index_.strip()) > INDEX_MAX_LENGTH:
         raise RowError(f"field 'Index' is longer than {INDEX_MAX_LENGTH} characters")
+    if len(index_.strip().encode("utf-8")) > INDEX_MAX_BYTES:
+        raise RowError(f"field 'Index' is longer than {INDEX_MAX_BYTES} bytes in UTF-8")
     close_value = _decimal("Close", close, required=True)
     assert close_value is not None
     if not BOUND_OF["close"].holds(close_value):

@@ -10,8 +10,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stockpulse.schema import (
-    BOUNDS, INDEX_MAX_LENGTH, PRICE_FIELDS, PRICE_LIMIT, PRICE_SCALE, REASON_COLUMN, STORED_FIELDS, TICK_FIELDS,
-    TRADE_VALUE, spark_tick_schema,
+    BOUNDS, INDEX_MAX_BYTES, INDEX_MAX_LENGTH, PRICE_FIELDS, PRICE_LIMIT, PRICE_SCALE, REASON_COLUMN, STORED_FIELDS,
+    TICK_FIELDS, TRADE_VALUE, YEAR_RANGE, spark_tick_schema,
 )
 
 
@@ -32,11 +32,23 @@ def dead_letter_reason(parsed: Column, raw: Column) -> Column:
     # What the sinks cannot hold: PostgreSQL's TEXT takes no NUL, a lake directory name is short,
     # NUMERIC(18,8) neither holds 10^10 nor a ninth decimal (never null or round one silently).
     index = parsed["index"]
+    reason = reason.when(F.length(index) == 0, F.lit("field 'index' is empty"))
     reason = reason.when(F.instr(index, "\u0000") > 0, F.lit("field 'index' contains a NUL character"))
     reason = reason.when(F.length(index) > INDEX_MAX_LENGTH,
                          F.lit(f"field 'index' is longer than {INDEX_MAX_LENGTH} characters"))
+    reason = reason.when(F.octet_length(index) > INDEX_MAX_BYTES,
+                         F.lit(f"field 'index' is longer than {INDEX_MAX_BYTES} bytes in UTF-8"))
+    first, last = YEAR_RANGE
+    for name in ("date", "stream_ts"):
+        year = F.year(parsed[name])  # stream_ts in UTC: the session's time zone
+        reason = reason.when((year < first) | (year > last),
+                             F.lit(f"field '{name}' is out of range (years {first} to {last})"))
     for name in PRICE_FIELDS:
         price = parsed[name]
+        # An optional price that is present but did not parse ("abc", NaN, 1e308) would be stored
+        # as NULL; the raw text is looked at only for the rare NULL price (a second JSON parse).
+        reason = reason.when(price.isNull() & F.get_json_object(raw, f"$.{name}").isNotNull(),
+                             F.lit(f"field '{name}' is not a valid number or is out of range"))
         reason = reason.when(F.abs(price) >= F.lit(PRICE_LIMIT),
                              F.lit(f"field '{name}' is out of range (prices stay below {PRICE_LIMIT:,})"))
         reason = reason.when(price != F.round(price, PRICE_SCALE),

@@ -147,7 +147,8 @@ def test_a_directory_is_named_as_such(tmp_path):
         check_header(tmp_path)
 
 
-@pytest.mark.parametrize("index, message", [("H\x00SI", "contains a NUL character"), ("Q" * 65, "longer than 64")])
+@pytest.mark.parametrize("index, message", [("H\x00SI", "contains a NUL character"), ("Q" * 65, "longer than 64"),
+                                            ("\U0001F642" * 40, "longer than 128 bytes in UTF-8")])
 def test_an_index_the_sinks_cannot_hold_is_refused(index, message):
     with pytest.raises(RowError, match=message):
         parse_row([index, "2020-01-02", "1", "2", "1", "1.5", "1.5", "100", "1.5"])
