@@ -18,7 +18,6 @@ before spreading out; the gain comes with machines, by settings alone (``SPARK_M
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -32,31 +31,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_pipeline import end_to_end, produce, versions  # noqa: E402
+from bench_pipeline import end_to_end, produce, versions, write_results  # noqa: E402
 
 from stockpulse import logs  # noqa: E402
 from stockpulse.ops.services.broker import EmbeddedKafka, ensure_topic  # noqa: E402
 from stockpulse.ops.services.kafka_cluster import KafkaCluster  # noqa: E402
 from stockpulse.ops.services.postgres import EmbeddedPostgres  # noqa: E402
-from stockpulse.ops.services.processes import free_port  # noqa: E402
+from stockpulse.ops.services.processes import free_port, free_port_block  # noqa: E402
 from stockpulse.ops.services.spark_cluster import SparkStandalone  # noqa: E402
 
 logger = logging.getLogger("bench")
-
-
-def port_block(offsets: tuple[int, ...]) -> int:
-    """A base port with base + each offset free (the cluster's nodes take consecutive ports)."""
-    import socket
-
-    for base in range(31_000, 60_000, 250):
-        try:
-            for offset in offsets:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", base + offset))
-        except OSError:
-            continue
-        return base
-    raise SystemExit("no free block of ports for the cluster")
 
 
 def main() -> int:
@@ -70,8 +54,8 @@ def main() -> int:
     os.chmod(work, 0o755)
     server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", work / "secrets" / "pgpass", database="postgres")
     broker = EmbeddedKafka(work / "kafka", free_port(), free_port(), work / "kafka.log", work / "kafka.pid")
-    kafka = KafkaCluster(work / "cluster-kafka", port_block((0, 1, 2, 100, 101, 102)))
-    spark = SparkStandalone(work / "cluster-spark", free_port(), port_block((0, 1, 2)))
+    kafka = KafkaCluster(work / "cluster-kafka", free_port_block((0, 1, 2, 100, 101, 102)))
+    spark = SparkStandalone(work / "cluster-spark", free_port(), free_port_block((0, 1, 2)))
     started = datetime.now(timezone.utc)
     results: dict = {"started": started.isoformat(timespec="seconds"),
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -110,12 +94,7 @@ def main() -> int:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(results, indent=2)
-    (out_dir / f"cluster-{results['started'].replace(':', '')}.json").write_text(text + "\n")
-    (out_dir / "cluster-latest.json").write_text(text + "\n")
-    print(text)
+    print(write_results(results, "cluster-"))
     return 0
 
 

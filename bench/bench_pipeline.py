@@ -282,6 +282,16 @@ def add_ceiling_shares(results: dict) -> None:
         run["wall_share_of_consume_ceiling"] = round(run["rows_per_s_wall"] / ceiling, 4)
 
 
+def write_results(results: dict, prefix: str = "") -> str:
+    """Keep ``results`` as ``bench/results/<prefix><start time>.json`` and ``<prefix>latest.json``."""
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2)
+    (out_dir / f"{prefix}{results['started'].replace(':', '')}.json").write_text(text + "\n")
+    (out_dir / f"{prefix}latest.json").write_text(text + "\n")
+    return text
+
+
 def versions() -> dict:
     import confluent_kafka
     import kafka
@@ -344,12 +354,7 @@ def main() -> int:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(results, indent=2)
-    (out_dir / f"{results['started'].replace(':', '')}.json").write_text(text + "\n")
-    (out_dir / "latest.json").write_text(text + "\n")
-    print(text)
+    print(write_results(results))
     return 0
 
 

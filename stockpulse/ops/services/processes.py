@@ -43,6 +43,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_block(offsets: tuple[int, ...], start: int = 20_000, stop: int = 60_000) -> int:
+    """A base port such that ``base + offset`` is free for every offset: a local cluster's nodes
+    take ports at fixed distances from one base setting."""
+    import random
+
+    for _ in range(500):
+        base = random.randrange(start, stop)
+        try:
+            for offset in offsets:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no free block of ports for offsets {offsets}")
+
+
 def read_pid(pid_file: Path) -> int | None:
     """The pid recorded in ``pid_file`` if that process is still alive, else None."""
     try:

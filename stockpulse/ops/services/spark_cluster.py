@@ -102,8 +102,18 @@ class SparkStandalone:
         while self.alive_workers() < count:
             if time.monotonic() > deadline:
                 raise ServiceError(f"the Spark master at {self.master_url} did not see {count} workers within "
-                                   f"{timeout:.0f} s; see {self.home}/*.log")
+                                   f"{timeout:.0f} s; last worker log line: {self._last_worker_line()} "
+                                   f"(logs in {self.home})")
             time.sleep(1)
+
+    def _last_worker_line(self) -> str:
+        lines = []
+        for name in self.names[1:]:
+            try:
+                lines += [line for line in self.log_file(name).read_text(errors="replace").splitlines() if line.strip()]
+            except OSError:
+                continue
+        return lines[-1][-300:] if lines else "(no worker log)"
 
     def stop(self) -> bool:
         """Workers first (their executors go with them), then the master."""

@@ -10,10 +10,8 @@ Only settings differ from ``local[2]`` on one broker: ``SPARK_MASTER`` and
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +25,7 @@ from stockpulse.config import PROJECT_ROOT, ClusterSettings, StackSettings
 from stockpulse.db import connect
 from stockpulse.ops import cluster as cluster_cli
 from stockpulse.ops.services.kafka_cluster import in_sync_replicas
-from stockpulse.ops.services.processes import read_pid
+from stockpulse.ops.services.processes import free_port_block, read_pid
 from stockpulse.replay.csv_rows import TickRow, read_rows
 from tests.conftest import run_cli
 from tests.integration.helpers import (
@@ -38,30 +36,15 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.slow
 
 
-def free_block(offsets: tuple[int, ...]) -> int:
-    """A base port such that base + each offset is free on 127.0.0.1."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 40_000)
-        try:
-            for offset in offsets:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", base + offset))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free block of ports")
-
-
 @pytest.fixture(scope="module")
 def local_cluster():
     """``make cluster-up`` on free ports in a temporary state directory; yields (stack, cluster,
     the settings it printed)."""
     base = Path(tempfile.mkdtemp(prefix="stockpulse-cluster-"))
     env = {"STOCKPULSE_STATE_DIR": str(base), "KAFKA_TOPIC": "cluster_ticks",
-           "CLUSTER_KAFKA_BASE_PORT": str(free_block((0, 1, 2, 100, 101, 102))),
-           "CLUSTER_SPARK_MASTER_PORT": str(free_block((0,))),
-           "CLUSTER_SPARK_UI_PORT": str(free_block((0, 1, 2)))}
+           "CLUSTER_KAFKA_BASE_PORT": str(free_port_block((0, 1, 2, 100, 101, 102))),
+           "CLUSTER_SPARK_MASTER_PORT": str(free_port_block((0,))),
+           "CLUSTER_SPARK_UI_PORT": str(free_port_block((0, 1, 2)))}
     stack, cluster = StackSettings.from_env({**os.environ, **env}), ClusterSettings.from_env(env)
     try:
         settings = cluster_cli.up(stack, cluster)
