@@ -232,6 +232,7 @@ class ProducerSettings:
     loop: bool  # PRODUCER_LOOP: start again at the end of the file
     resume: bool  # PRODUCER_RESUME: skip rows the topic already holds
     start_date: str | None  # PRODUCER_START_DATE (YYYY-MM-DD); set but empty: the whole history
+    delivery_timeout: int = 120  # PRODUCER_DELIVERY_TIMEOUT_SECONDS: a send unacknowledged this long has failed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "ProducerSettings":
@@ -246,7 +247,8 @@ class ProducerSettings:
         start = "1997-07-02" if start is None else start.strip() or None
         if start is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", start):
             raise ConfigError(f"PRODUCER_START_DATE={start!r}: use YYYY-MM-DD, or empty for the whole history")
-        return cls(interval, _bool(env, "PRODUCER_LOOP", False), _bool(env, "PRODUCER_RESUME", True), start)
+        return cls(interval, _bool(env, "PRODUCER_LOOP", False), _bool(env, "PRODUCER_RESUME", True), start,
+                   env_int(env, "PRODUCER_DELIVERY_TIMEOUT_SECONDS", 120, 2))
 
 
 @dataclass(frozen=True)

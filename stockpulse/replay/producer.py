@@ -19,7 +19,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from stockpulse.config import PROJECT_ROOT, KafkaSettings
+from stockpulse.config import PROJECT_ROOT, KafkaSettings, ProducerSettings
 from stockpulse.errors import ServiceError, StockPulseError
 from stockpulse.replay.resume import ResumePoint
 from stockpulse.replay.csv_rows import BadRow, TickRow, check_header, encode_message, format_stream_ts, group_ticks, read_rows
@@ -111,19 +111,29 @@ def _ticks(path: Path, loop: bool, stats: ReplayStats, start_date: date | None =
         logger.info("reached the end of %s, starting again (--loop)", path)
 
 
-def make_producer(bootstrap_servers: str):
+LINGER_MS = 20
+DRAIN_MARGIN_SECONDS = 15
+"""How long past the delivery timeout the final flush waits for the client to report each send."""
+
+
+def make_producer(bootstrap_servers: str, delivery_timeout: float = 120):
     """A kafka-python producer: acks=all and idempotent, so a retried send is never written twice
-    and per-key order survives retries; batching (linger 20 ms, 256 KiB) for throughput."""
+    and per-key order survives retries; batching (linger 20 ms, 256 KiB) for throughput. A send
+    that is not acknowledged within ``delivery_timeout`` seconds fails (its request timeout stays
+    below that, as the client requires)."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    delivery_ms = int(delivery_timeout * 1000)
     try:
         return KafkaProducer(
             bootstrap_servers=bootstrap_servers.split(","),
             acks="all",
-            linger_ms=20,
+            linger_ms=LINGER_MS,
             batch_size=256 * 1024,
             enable_idempotence=True,
+            delivery_timeout_ms=delivery_ms,
+            request_timeout_ms=min(30_000, delivery_ms - LINGER_MS - 1),
         )
     except KafkaError:
         raise ServiceError(
@@ -144,6 +154,7 @@ def replay(
     start_date: date | None = None,
     resume: ResumePoint | None = None,
     stop: threading.Event | None = None,
+    drain_timeout: float = 135.0,
 ) -> ReplayStats:
     """Send ticks until the file (or ``limit``) is exhausted, or ``stop`` is set; then flush.
 
@@ -152,6 +163,11 @@ def replay(
     code, and the summary's row count is exactly what reached the broker. A KeyboardInterrupt
     (callers without an event) still stops after a flush. With ``resume``, rows already in the
     topic are skipped (counted in ``already_sent``).
+
+    The final flush waits at most ``drain_timeout`` seconds (a bit more than the delivery
+    timeout): with its broker gone mid-request, kafka-python 3.0's idempotent producer can leave
+    records that never complete, and an unbounded flush then hangs for good, deaf to signals.
+    Records still pending then count as failed sends.
     """
     stop = stop or threading.Event()
     stats = ReplayStats()
@@ -159,13 +175,18 @@ def replay(
     next_due = started
 
     counted = threading.Lock()  # the callbacks run on the client's I/O thread
+    sent = [0]  # records handed to the client
+    given_up = threading.Event()  # pending records were counted as failed: later callbacks change nothing
 
     def acked(_metadata) -> None:
         with counted:
-            stats.rows += 1
+            if not given_up.is_set():
+                stats.rows += 1
 
     def failed(exc: BaseException) -> None:
         with counted:
+            if given_up.is_set():
+                return
             stats.failed_sends += 1
             failures = stats.failed_sends
         if failures <= REJECTION_SAMPLE or failures % 1000 == 0:
@@ -187,6 +208,7 @@ def replay(
             stream_ts = format_stream_ts(clock())
             for row in tick:
                 future = producer.send(topic, key=row.index.encode(), value=encode_message(row, stream_ts))
+                sent[0] += 1
                 future.add_callback(acked)
                 future.add_errback(failed)
             stats.ticks += 1
@@ -195,9 +217,58 @@ def replay(
     except KeyboardInterrupt:
         stats.interrupted = True
     finally:
-        producer.flush()
+        def pending() -> int:
+            with counted:
+                return sent[0] - stats.rows - stats.failed_sends
+
+        left = drain(producer, pending, drain_timeout)
+        if left:
+            with counted:
+                given_up.set()
+                stats.failed_sends += left
+            logger.error("%d sends were not acknowledged within %.0f s (the broker is gone?): counted as failed",
+                         left, drain_timeout)
         stats.seconds = time.monotonic() - started
     return stats
+
+
+def close_producer(producer, timeout: float = 10) -> None:
+    """Close the client without a traceback when records are stuck.
+
+    kafka-python 3.0's ``close`` flushes first, and a batch its idempotent sender never completes
+    (see :func:`replay`) makes that flush raise whatever the timeout; its ``__del__`` at exit then
+    tries again and prints the same traceback. Those records are already counted as failed, so
+    the client's I/O thread is stopped without them and the client marked closed (its private
+    ``_sender`` and ``_closed``, kafka-python pinned in requirements-lock.txt).
+    """
+    from kafka.errors import KafkaTimeoutError
+
+    try:
+        producer.close(timeout=timeout)
+    except KafkaTimeoutError:
+        logger.warning("the Kafka client could not deliver its last records: closing it without them")
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        producer._closed = True
+
+
+def drain(producer, pending: Callable[[], int], timeout: float) -> int:
+    """Flush until no send is pending or ``timeout`` seconds have passed; how many are left.
+
+    Flushes in one-second slices: kafka-python's ``flush(timeout)`` applies its timeout to each
+    batch in turn, so one long flush is not bounded by it.
+    """
+    from kafka.errors import KafkaTimeoutError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            producer.flush(timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
+        except KafkaTimeoutError:
+            pass
+        if pending() <= 0 or time.monotonic() >= deadline:
+            return max(pending(), 0)
 
 
 def _iso_date(text: str) -> date:
@@ -279,7 +350,8 @@ def _run(argv: list[str] | None, stop: threading.Event) -> int:
         if args.tick_interval < 0 or (args.limit is not None and args.limit < 0):
             raise StockPulseError("--tick-interval and --limit must not be negative")
         check_header(args.csv)
-        producer = make_producer(args.bootstrap_servers)
+        delivery_timeout = ProducerSettings.from_env().delivery_timeout
+        producer = make_producer(args.bootstrap_servers, delivery_timeout)
         resume = (find_resume_point(args.bootstrap_servers, args.topic)
                   if args.resume else None)
     except StockPulseError as exc:
@@ -294,14 +366,14 @@ def _run(argv: list[str] | None, stop: threading.Event) -> int:
     try:
         stats = replay(args.csv, args.topic, producer, args.tick_interval, args.limit, args.loop,
                        progress=bar.update if bar else None, start_date=args.start_date, resume=resume,
-                       stop=stop)
+                       stop=stop, drain_timeout=delivery_timeout + DRAIN_MARGIN_SECONDS)
     except StockPulseError as exc:
         print(f"producer: error: {exc}", file=sys.stderr)
         return 2
     finally:
         if bar:
             bar.close()
-        producer.close(timeout=10)
+        close_producer(producer)
     for line in stats.rejections(args.csv):
         print(line, file=sys.stderr)
     print(stats.summary(), file=sys.stderr)

@@ -27,7 +27,7 @@ class FakeProducer:
         self.sent.append((topic, key, json.loads(value)))
         return FakeFuture()
 
-    def flush(self):
+    def flush(self, timeout=None):
         self.flushed += 1
 
 
@@ -127,7 +127,7 @@ def all_bad_file(tmp_path, rows=40):
 
 def test_a_file_with_no_valid_row_exits_2_with_rejections_counted_by_reason(tmp_path, capsys, monkeypatch, caplog):
     """A real file whose dates are dd/mm/yyyy: one summary line per reason, not one line per row."""
-    monkeypatch.setattr("stockpulse.replay.producer.make_producer", lambda _servers: FakeClient())
+    monkeypatch.setattr("stockpulse.replay.producer.make_producer", lambda _servers, _timeout=120: FakeClient())
     path = all_bad_file(tmp_path)
     assert main(["--csv", str(path), "--tick-interval", "0", "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -154,3 +154,32 @@ def test_the_summary_counts_acknowledged_rows_and_names_failed_sends(tmp_path, c
     assert stats.rows == 0 and stats.failed_sends == 6 and stats.valid_rows == 6
     assert "sent 3 ticks (0 rows)" in stats.summary()
     assert any("UnknownProducerIdException" in r.getMessage() for r in caplog.records)
+
+
+def test_sends_never_answered_are_failed_after_the_drain_timeout_not_waited_on_forever(tmp_path, caplog):
+    """kafka-python 3.0 can leave records of an idempotent producer incomplete for good when its
+    broker dies mid-request; its flush() then never returns and the producer hung, deaf to signals."""
+    from kafka.errors import KafkaTimeoutError
+
+    late = []
+
+    class Silent(FakeFuture):
+        def add_callback(self, fn):
+            late.append(fn)  # would fire after the producer gave up
+            return self
+
+    class HangingProducer(FakeProducer):
+        def send(self, topic, key, value):
+            super().send(topic, key, value)
+            return Silent()
+
+        def flush(self, timeout=None):
+            super().flush(timeout)
+            raise KafkaTimeoutError("Timeout waiting for future")
+
+    stats = replay(csv_file(tmp_path), "t", HangingProducer(), tick_interval=0, drain_timeout=0.3)
+    assert stats.rows == 0 and stats.failed_sends == 6
+    assert any("6 sends were not acknowledged within 0 s" in r.getMessage() for r in caplog.records)
+    for fn in late:
+        fn(None)
+    assert stats.rows == 0 and stats.failed_sends == 6, "a callback after giving up changed the counts"
