@@ -190,7 +190,8 @@ def replay(
             stats.failed_sends += 1
             failures = stats.failed_sends
         if failures <= REJECTION_SAMPLE or failures % 1000 == 0:
-            logger.error("send failed (%d so far): %s: %s", failures, type(exc).__name__, exc)
+            name, detail = type(exc).__name__, str(exc)  # kafka-python's text may start with the name already
+            logger.error("send failed (%d so far): %s", failures, detail if detail.startswith(name) else f"{name}: {detail}")
 
     try:
         for tick in _ticks(csv_path, loop, stats, start_date, resume):
