@@ -89,3 +89,10 @@ def test_a_cluster_made_before_password_auth_still_starts_and_says_how_to_renew_
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_server_listens_on_loopback_only(pg_server):
+    from tests.integration.helpers import listening_addresses
+
+    postmaster = int((pg_server.data_dir / "postmaster.pid").read_text().split()[0])
+    assert listening_addresses(postmaster) == {"127.0.0.1"}
