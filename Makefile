@@ -44,6 +44,7 @@ test-unit: venv
 bench: venv sysdeps       ## throughput, latency and the dashboard on 5M rows, JSON in bench/results/
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_dashboard.py
+	$(PY) bench/bench_cluster.py
 
 venv: $(STAMP)
 
