@@ -1,7 +1,7 @@
 """The same job on ``local[2]`` with one broker and on the local cluster (Spark standalone, two
 workers of one core; three Kafka nodes, replication 3), in one run.
 
-Usage: python bench/bench_cluster.py [--ticks 20000] [--batch-rows 50000]
+Usage: python bench/bench_cluster.py [--ticks 20000] [--batch-rows 10000]
 
 Both runs read the same rows (one replay of ``--ticks`` ticks into each setup's topic) with
 ``consumer.py --once``, the official Kafka source and layout ``index``, each into its own fresh
@@ -47,7 +47,8 @@ def main() -> int:
     logs.configure()
     parser = argparse.ArgumentParser(description="StockPulse: local[2] against the local cluster")
     parser.add_argument("--ticks", type=int, default=20_000)
-    parser.add_argument("--batch-rows", type=int, default=50_000)
+    parser.add_argument("--batch-rows", type=int, default=10_000,
+                        help="maxOffsetsPerTrigger: small enough for several batches, so a steady state exists")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stockpulse-bench-cluster-"))

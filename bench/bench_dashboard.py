@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="stockpulse-bench-dash-"))
     os.chmod(work, 0o755)
-    server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", database="postgres")
+    server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", work / "secrets" / "pgpass", database="postgres")
     result: dict = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -166,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         tables = {}
         for label, rows in (("small", args.small_rows), ("big", args.rows)):
-            admin = f"postgresql://stockpulse@{server.host}:{server.port}/postgres"
+            admin = server.admin_url()
             with connect(admin, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "bench_{label}"')
-            url = f"postgresql://stockpulse@{server.host}:{server.port}/bench_{label}"
+                conn.execute(f'CREATE DATABASE "bench_{label}" OWNER stockpulse')
+            url = server.url_for(f"bench_{label}")
             apply_init_sql(url)
             seconds = seed(url, rows)
             reader = reader_url(url)

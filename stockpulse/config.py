@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from stockpulse.errors import ConfigError
 
@@ -127,7 +127,8 @@ grants it SELECT (and creates it on a server where the pipeline's role may)."""
 def embedded_url(port: int, passfile: Path, user: str = PIPELINE_ROLE, database: str = EMBEDDED_DATABASE) -> str:
     """A URL for the embedded server whose password libpq reads from ``passfile`` (a pgpass file,
     mode 0600), so no password appears in a URL, an environment variable or a log line."""
-    return f"postgresql://{user}@127.0.0.1:{port}/{database}?passfile={passfile}"
+    # percent-encoded: libpq refuses a space in a URL, SQLAlchemy reads '+' as a space
+    return f"postgresql://{user}@127.0.0.1:{port}/{database}?passfile={quote(str(passfile), safe='/')}"
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,24 @@ def connect(url: str, autocommit: bool = False, connect_timeout: int = 10):
         raise ServiceError(f"{redact_url(url)} is not a PostgreSQL URL libpq can parse "
                            "(expected postgresql://user[:password]@host[:port]/database)") from None
     except psycopg.OperationalError as exc:
-        raise ServiceUnavailable(
+        error = ServiceError if lasting_failure(str(exc), getattr(exc, "sqlstate", None)) else ServiceUnavailable
+        raise error(
             f"cannot connect to PostgreSQL at {redact_url(url)}: {connect_failure(str(exc))} "
             "(start it with 'make services' or fix DATABASE_URL)"
         ) from None
+
+
+LASTING_FAILURES = ("password authentication failed", "no password supplied", "does not exist",
+                    "no pg_hba.conf entry", "permission denied")
+"""What a server that answers says when waiting will not help: wrong credentials, no such database."""
+
+
+def lasting_failure(message: str, sqlstate: str | None = None) -> bool:
+    """True when a failed connect was refused by a server that is up (SQLSTATE class 28, invalid
+    authorisation, or 3D000, no such database): retrying it would only delay the real error."""
+    if sqlstate and (sqlstate.startswith("28") or sqlstate == "3D000"):
+        return True
+    return any(phrase in message for phrase in LASTING_FAILURES)
 
 
 def connect_failure(message: str) -> str:

@@ -32,6 +32,11 @@ def spark_cluster(s: StackSettings, c: ClusterSettings) -> SparkStandalone:
                            c.worker_memory)
 
 
+OWN_OUTPUTS = {"LAKE_PATH": "lake/cluster", "CHECKPOINT_DIR": "chk/cluster"}
+"""``cluster.env`` also gives the cluster's job its own lake and checkpoints: checkpoints name the
+topic's partitions and offsets on one Kafka, and must never be resumed against another."""
+
+
 def env_file(s: StackSettings) -> Path:
     return s.paths.cluster / "cluster.env"
 
@@ -49,7 +54,7 @@ def up(s: StackSettings, c: ClusterSettings) -> dict[str, str]:
     ensure_topic(kafka.bootstrap, s.kafka.topic, c.topic_partitions)
     spark.start()
     settings = cluster_env(kafka, spark)
-    env_file(s).write_text("".join(f"export {name}={value}\n" for name, value in settings.items()))
+    env_file(s).write_text("".join(f"export {name}={value}\n" for name, value in {**settings, **OWN_OUTPUTS}.items()))
     return settings
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from stockpulse.config import PROJECT_ROOT, KafkaSettings, ProducerSettings
+from stockpulse.config import PROJECT_ROOT, KafkaSettings, ProducerSettings, env_int
 from stockpulse.errors import ServiceError, StockPulseError
 from stockpulse.replay.resume import ResumePoint
 from stockpulse.replay.csv_rows import BadRow, TickRow, check_header, encode_message, format_stream_ts, group_ticks, read_rows
@@ -222,11 +223,12 @@ def replay(
             with counted:
                 return sent[0] - stats.rows - stats.failed_sends
 
-        left = drain(producer, pending, drain_timeout)
+        drain(producer, pending, drain_timeout, stop)
+        with counted:  # one step: a callback between counting and giving up would be counted twice
+            given_up.set()
+            left = max(sent[0] - stats.rows - stats.failed_sends, 0)
+            stats.failed_sends += left
         if left:
-            with counted:
-                given_up.set()
-                stats.failed_sends += left
             logger.error("%d sends were not acknowledged within %.0f s (the broker is gone?): counted as failed",
                          left, drain_timeout)
         stats.seconds = time.monotonic() - started
@@ -254,16 +256,25 @@ def close_producer(producer, timeout: float = 10) -> None:
         producer._closed = True
 
 
-def drain(producer, pending: Callable[[], int], timeout: float) -> int:
+STOPPED_DRAIN_SECONDS = 5.0
+"""How long the final flush still waits once a signal asked the producer to stop."""
+
+
+def drain(producer, pending: Callable[[], int], timeout: float, stop: threading.Event | None = None) -> int:
     """Flush until no send is pending or ``timeout`` seconds have passed; how many are left.
 
     Flushes in one-second slices: kafka-python's ``flush(timeout)`` applies its timeout to each
-    batch in turn, so one long flush is not bounded by it.
+    batch in turn, so one long flush is not bounded by it. Once ``stop`` is set (a signal), it
+    waits at most :data:`STOPPED_DRAIN_SECONDS` more: a user who pressed Ctrl-C on a producer
+    whose broker is gone should not wait two minutes.
     """
     from kafka.errors import KafkaTimeoutError
 
     deadline = time.monotonic() + timeout
     while True:
+        if stop is not None and stop.is_set():
+            deadline = min(deadline, time.monotonic() + STOPPED_DRAIN_SECONDS)
+            stop = None
         try:
             producer.flush(timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
         except KafkaTimeoutError:
@@ -351,7 +362,8 @@ def _run(argv: list[str] | None, stop: threading.Event) -> int:
         if args.tick_interval < 0 or (args.limit is not None and args.limit < 0):
             raise StockPulseError("--tick-interval and --limit must not be negative")
         check_header(args.csv)
-        delivery_timeout = ProducerSettings.from_env().delivery_timeout
+        delivery_timeout = env_int(os.environ, "PRODUCER_DELIVERY_TIMEOUT_SECONDS",
+                                   ProducerSettings.delivery_timeout, 2)
         producer = make_producer(args.bootstrap_servers, delivery_timeout)
         resume = (find_resume_point(args.bootstrap_servers, args.topic)
                   if args.resume else None)

@@ -107,3 +107,15 @@ def test_state_paths_are_spelled_once(tmp_path):
     assert paths.pid_file("broker") == tmp_path / "run" / "broker.pid"
     assert paths.log_file("broker") == tmp_path / "logs" / "broker.log"
     assert paths.kafka == tmp_path / "kafka" and paths.airflow_home == tmp_path / "airflow"
+
+
+def test_a_state_directory_with_spaces_and_plus_signs_gives_a_url_libpq_and_sqlalchemy_read_back():
+    from psycopg.conninfo import conninfo_to_dict
+    from sqlalchemy.engine import make_url
+
+    from stockpulse.dashboard.settings import reader_url, sqlalchemy_url
+
+    url = PostgresSettings.from_env({"STOCKPULSE_STATE_DIR": "/home/me/My Projects/a+b&c%d/.state"}).url
+    expected = "/home/me/My Projects/a+b&c%d/.state/secrets/pgpass"
+    assert conninfo_to_dict(url)["passfile"] == expected
+    assert make_url(sqlalchemy_url(reader_url(url))).query["passfile"] == expected

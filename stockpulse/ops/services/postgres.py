@@ -55,14 +55,24 @@ def read_passfile(path: Path) -> dict[str, str]:
 
 def write_passfile(path: Path, host: str, port: int, passwords: dict[str, str]) -> None:
     """A pgpass file (``host:port:database:user:password``) that only its owner can read: libpq
-    ignores one with group or other permissions, and so should any other local user."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    ignores one with group or other permissions, and so should any other local user.
+
+    Written only when its content changes, and then atomically (a temporary file renamed over
+    it): running clients read it on every connect and must never see it half written. A directory
+    made here is private (0700); one that already existed keeps its mode.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True)
+        os.chmod(path.parent, 0o700)
     lines = [f"{host}:{port}:*:{user}:{password}" for user, password in passwords.items()]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    text = "# written by StockPulse: the embedded PostgreSQL's passwords\n" + "\n".join(lines) + "\n"
+    if path.exists() and path.read_text() == text:
+        os.chmod(path, 0o600)
+        return
+    fd, temporary = tempfile.mkstemp(prefix=".pgpass-", dir=path.parent)  # mode 0600
     with os.fdopen(fd, "w") as out:
-        out.write("# written by StockPulse: the embedded PostgreSQL's passwords\n" + "\n".join(lines) + "\n")
-    os.chmod(path, 0o600)
+        out.write(text)
+    os.replace(temporary, path)
 
 
 def trusts_loopback(data_dir: Path) -> bool:
@@ -228,12 +238,12 @@ class EmbeddedPostgres:
         user = _service_user()
         for path in (self.data_dir, self.log_file.parent):
             path.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # the server's log: owner only
+        os.chmod(self.log_file, 0o600)
         if user:
             info = pwd.getpwnam(user)
             os.chown(self.data_dir, info.pw_uid, info.pw_gid)
             os.chmod(self.data_dir, 0o700)
-            if not self.log_file.exists():
-                self.log_file.touch()
             os.chown(self.log_file, info.pw_uid, info.pw_gid)
             probe = subprocess.run(["runuser", "-u", user, "--", "test", "-w", str(self.data_dir)])
             if probe.returncode != 0:
@@ -250,7 +260,13 @@ class EmbeddedPostgres:
         bin_dir = find_binaries(self.binaries_home) or install_binaries(self.binaries_home)
         self._prepare_dirs()
         # Written before initdb: a set-up killed halfway must find the superuser's password next time.
-        passwords = {user: read_passfile(self.passfile).get(user) or secrets.token_hex(24) for user in ROLES}
+        known = read_passfile(self.passfile)
+        if (self.data_dir / "PG_VERSION").exists() and ADMIN_ROLE not in known and not trusts_loopback(self.data_dir):
+            raise ServiceError(
+                f"the passwords of the PostgreSQL cluster in {self.data_dir} are gone ({self.passfile} has no "
+                f"{ADMIN_ROLE} entry): restore that file, or run 'make down', delete {self.data_dir.parent} "
+                "and 'make up' again (this drops the data it holds)")
+        passwords = {user: known.get(user) or secrets.token_hex(24) for user in ROLES}
         write_passfile(self.passfile, self.host, self.port, passwords)
         if not (self.data_dir / "PG_VERSION").exists():
             logger.info("initialising PostgreSQL in %s", self.data_dir)
@@ -284,7 +300,9 @@ class EmbeddedPostgres:
         """initdb with the superuser ``stockpulse_admin`` and SCRAM for every connection. The
         password reaches initdb in a file (readable by the server's user only), not on a command line."""
         user = _service_user()
-        with tempfile.NamedTemporaryFile("w", prefix="stockpulse-pw-", delete=False) as pwfile:
+        # beside the data directory, which the server's user was checked to reach (a private TMPDIR may not be)
+        with tempfile.NamedTemporaryFile("w", prefix=".stockpulse-pw-", dir=self.data_dir.parent,
+                                         delete=False) as pwfile:
             pwfile.write(admin_password + "\n")
         try:
             if user:
@@ -297,18 +315,30 @@ class EmbeddedPostgres:
 
     def _set_up_roles(self, passwords: dict[str, str], legacy: bool = False) -> None:
         """As the superuser: the pipeline's role (owner of its database, nothing more), the
-        dashboard's read-only role, and the database. Idempotent; passwords follow the passfile."""
-        import psycopg
+        dashboard's read-only role, and the database. Idempotent; passwords follow the passfile.
+
+        Serialised by an advisory lock (two starts at once would both try CREATE ROLE), and the
+        passwords reach the server as SCRAM verifiers made here, never in plain text, so not even
+        a failing statement can put one in the server's log.
+        """
         from psycopg import sql
 
-        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+        from stockpulse.db import INIT_SQL_LOCK, connect
+
+        try:
+            conn = connect(self.admin_url(), autocommit=True)
+        except ServiceError as exc:
+            raise ServiceError(f"setting up the embedded PostgreSQL's roles failed: {exc}") from None
+        with conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (INIT_SQL_LOCK,))
             for role in (PIPELINE_ROLE, READER_ROLE):
                 if legacy and role == PIPELINE_ROLE:
                     continue  # the bootstrap superuser of an old cluster; it cannot be demoted
                 exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
                 verb = "ALTER" if exists else "CREATE"
+                verifier = conn.pgconn.encrypt_password(passwords[role].encode(), role.encode(), b"scram-sha-256")
                 conn.execute(sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}")
-                             .format(sql.SQL(verb), sql.Identifier(role), sql.Literal(passwords[role])))
+                             .format(sql.SQL(verb), sql.Identifier(role), sql.Literal(verifier.decode())))
             conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on")
                          .format(sql.Identifier(READER_ROLE)))
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
@@ -316,6 +346,7 @@ class EmbeddedPostgres:
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}")
                              .format(sql.Identifier(self.database), sql.Identifier(PIPELINE_ROLE)))
                 logger.info("created database %s owned by %s", self.database, PIPELINE_ROLE)
+            conn.execute("SELECT pg_advisory_unlock(%s)", (INIT_SQL_LOCK,))
 
     def stop(self) -> bool:
         if not (self.data_dir / "postmaster.pid").exists():

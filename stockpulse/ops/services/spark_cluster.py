@@ -76,8 +76,12 @@ class SparkStandalone:
         registered (idempotent)."""
         self.home.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        if not read_pid(self.pid_file("master")) and port_open("127.0.0.1", self.master_port):
-            raise ServiceError(f"port {self.master_port} is already taken: set CLUSTER_SPARK_MASTER_PORT")
+        if not read_pid(self.pid_file("master")):
+            # Spark would quietly move a taken UI port, and the wait below would ask another program
+            for port, setting in [(self.master_port, "CLUSTER_SPARK_MASTER_PORT"),
+                                  *((self.ui_port + i, "CLUSTER_SPARK_UI_PORT") for i in range(WORKERS + 1))]:
+                if port_open("127.0.0.1", port):
+                    raise ServiceError(f"port {port} is already taken: set {setting}")
         for name in self.names:
             self.start_one(name)
         self.wait_for_workers(WORKERS)

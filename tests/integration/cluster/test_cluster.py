@@ -134,7 +134,7 @@ def test_a_worker_killed_mid_stream_costs_nothing(cluster_env, local_cluster, tm
         job = start_job(cluster_env, log)
         wait_until(lambda: consumer_ready(cluster_env, job.pid), 300, "the job's first triggers")
         assert listening_addresses(job.pid) == {"127.0.0.1"}, "a driver on a loopback master listens beyond it"
-        producer = start_slow_producer(csv, cluster_env, capture=True, tick_interval=0.02)
+        producer = start_slow_producer(csv, cluster_env, capture=True, tick_interval=0.05)
         wait_until(lambda: postgres_counts(cluster_env["DATABASE_URL"])["rows"] > 0, 120, "the first rows")
 
         assert producer.poll() is None, "the producer finished before the worker could be killed"
@@ -164,7 +164,7 @@ def test_a_broker_killed_mid_stream_costs_nothing_and_rejoins(cluster_env, local
     try:
         job = start_job(cluster_env, log)
         wait_until(lambda: consumer_ready(cluster_env, job.pid), 300, "the job's first triggers")
-        producer = start_slow_producer(csv, cluster_env, capture=True, tick_interval=0.02)
+        producer = start_slow_producer(csv, cluster_env, capture=True, tick_interval=0.05)
         wait_until(lambda: postgres_counts(cluster_env["DATABASE_URL"])["rows"] > 0, 120, "the first rows")
 
         assert producer.poll() is None, "the producer finished before the broker could be killed"

@@ -44,7 +44,7 @@ def test_pip_shipped_server_installs_outside_the_venv_and_serves(scratch, monkey
     expected = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True,
                               text=True, check=True).stdout.split()[-1]
     monkeypatch.setenv("PG_BIN_DIR", str(bin_dir))
-    server = EmbeddedPostgres(scratch / "data", free_port(), scratch / "pg.log", scratch / "pgpass",
+    server = EmbeddedPostgres(scratch / "data", free_port(), scratch / "pg.log", scratch / "secrets" / "pgpass",
                               database="stocks", install_dir=home)
     server.start()
     try:

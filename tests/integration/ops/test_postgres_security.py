@@ -45,7 +45,9 @@ def test_the_passwords_are_the_owners_alone(pg_server):
     rules = [line.split() for line in (pg_server.data_dir / "pg_hba.conf").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert rules and {rule[-1] for rule in rules} == {"scram-sha-256"}
-    assert pg_server.passfile.read_text() not in (pg_server.log_file.read_text() if pg_server.log_file.exists() else "")
+    server_log = pg_server.log_file.read_text(errors="replace")
+    assert all(password not in server_log for password in read_passfile(passfile).values())
+    assert stat.S_IMODE(pg_server.log_file.stat().st_mode) == 0o600
 
 
 def test_the_reader_role_reads_and_cannot_write(database_url):

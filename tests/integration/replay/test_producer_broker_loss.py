@@ -4,7 +4,8 @@ Issue 12, case 3: after a broker restart every later send failed, nothing was lo
 the process exited 1 and its summary still claimed every row of the file. Here the producer CLI
 runs against a private broker (never the session one) whose JVM is ``kill -9``ed mid-replay and
 not restarted. The producer must log the failures while it is still replaying, exit 1 without a
-traceback, and its summary's row count must be exactly what the topic holds; starting the broker
+traceback, and every row its summary counts as sent must be in the topic (plus at most the ones
+it counts as failed, which the broker may have written without acknowledging); starting the broker
 again afterwards (its log is on disk) shows that.
 
 The producer gives up on a record after ``PRODUCER_DELIVERY_TIMEOUT_SECONDS`` (120 s by default,
@@ -190,5 +191,9 @@ def test_broker_gone_for_good_is_reported_as_it_happens_and_counted_exactly(priv
 
     private_broker.start()  # its log is on disk: it comes back with every acknowledged record
     landed = topic_rows(private_broker.bootstrap, topic)
-    assert sum(landed.values()) == counts["rows"], f"the summary says {counts['rows']} rows, the topic holds {landed}"
+    # Every acknowledged row is there; a record the broker wrote but died before acknowledging is
+    # counted as failed, yet may be in its log: so at most rows + failed, never fewer than rows.
+    assert counts["rows"] <= sum(landed.values()) <= counts["rows"] + counts["failed_sends"], (
+        f"the summary says {counts['rows']} rows and {counts['failed_sends']} failed, the topic holds "
+        f"{sum(landed.values())}")
     assert max(landed.values()) == 1, "a row was written twice"

@@ -183,3 +183,33 @@ def test_sends_never_answered_are_failed_after_the_drain_timeout_not_waited_on_f
     for fn in late:
         fn(None)
     assert stats.rows == 0 and stats.failed_sends == 6, "a callback after giving up changed the counts"
+
+
+def test_a_signal_cuts_the_wait_for_a_dead_broker_short(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from kafka.errors import KafkaTimeoutError
+
+    from stockpulse.replay import producer as producer_module
+
+    monkeypatch.setattr(producer_module, "STOPPED_DRAIN_SECONDS", 0.2)
+
+    class Silent(FakeFuture):
+        def add_callback(self, fn):
+            return self
+
+    class HangingProducer(FakeProducer):
+        def send(self, topic, key, value):
+            super().send(topic, key, value)
+            return Silent()
+
+        def flush(self, timeout=None):
+            time.sleep(0.05)
+            raise KafkaTimeoutError("Timeout waiting for future")
+
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    stats = replay(csv_file(tmp_path), "t", HangingProducer(), tick_interval=0, drain_timeout=60, stop=stop)
+    assert time.monotonic() - started < 5 and stats.failed_sends == 6

@@ -88,3 +88,21 @@ def test_an_error_in_the_data_is_not_retried(no_sleeping):
     with pytest.raises(psycopg.errors.NumericValueOutOfRange):
         sink.write_arrow(_table(), 1)
     assert sink.attempts == 1 and no_sleeping == []
+
+
+@pytest.mark.parametrize("message, sqlstate, lasting", [
+    ('FATAL:  password authentication failed for user "stockpulse"', None, True),
+    ("fe_sendauth: no password supplied", None, True),
+    ('FATAL:  database "stocks" does not exist', None, True),
+    ("anything", "28P01", True),
+    ("anything", "3D000", True),
+    ('connection to server at "127.0.0.1", port 5432 failed: Connection refused', None, False),
+    ("FATAL:  the database system is starting up", "57P03", False),
+    ("FATAL:  terminating connection due to administrator command", "57P01", False),
+])
+def test_a_server_that_refuses_the_credentials_is_not_waited_for(message, sqlstate, lasting):
+    """Bad credentials or a missing database fail at once with their own message, instead of
+    120 s of retries ending in "did not come back"."""
+    from stockpulse.db import lasting_failure
+
+    assert lasting_failure(message, sqlstate) is lasting
