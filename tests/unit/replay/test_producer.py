@@ -1,6 +1,8 @@
 """The replay loop with a fake producer: what is sent, limits, summaries, exit codes."""
 
 import json
+import threading
+import time
 from datetime import datetime, timezone
 
 from stockpulse.replay.producer import main, replay
@@ -76,7 +78,6 @@ def test_start_date_skips_earlier_ticks(tmp_path):
 
 
 def test_stop_event_ends_after_the_current_tick_never_inside_it(tmp_path):
-    import threading
 
     stop = threading.Event()
 
@@ -95,7 +96,6 @@ def test_stop_event_ends_after_the_current_tick_never_inside_it(tmp_path):
 
 
 def test_stop_event_cuts_the_wait_for_the_next_tick(tmp_path):
-    import threading
 
     stop = threading.Event()
     producer = FakeProducer()
@@ -156,58 +156,52 @@ def test_the_summary_counts_acknowledged_rows_and_names_failed_sends(tmp_path, c
     assert any("UnknownProducerIdException" in r.getMessage() for r in caplog.records)
 
 
+class SilentFuture(FakeFuture):
+    """A record the client never reports on; its callbacks are kept to be fired late."""
+
+    def __init__(self, late: list):
+        self.late = late
+
+    def add_callback(self, fn):
+        self.late.append(fn)
+        return self
+
+
+class HangingProducer(FakeProducer):
+    """kafka-python 3.0 after its broker died mid-request: records stay pending, flush() times out."""
+
+    def __init__(self):
+        super().__init__()
+        self.late = []
+
+    def send(self, topic, key, value):
+        super().send(topic, key, value)
+        return SilentFuture(self.late)
+
+    def flush(self, timeout=None):
+        from kafka.errors import KafkaTimeoutError
+
+        super().flush(timeout)
+        time.sleep(0.02)
+        raise KafkaTimeoutError("Timeout waiting for future")
+
+
 def test_sends_never_answered_are_failed_after_the_drain_timeout_not_waited_on_forever(tmp_path, caplog):
     """kafka-python 3.0 can leave records of an idempotent producer incomplete for good when its
-    broker dies mid-request; its flush() then never returns and the producer hung, deaf to signals."""
-    from kafka.errors import KafkaTimeoutError
-
-    late = []
-
-    class Silent(FakeFuture):
-        def add_callback(self, fn):
-            late.append(fn)  # would fire after the producer gave up
-            return self
-
-    class HangingProducer(FakeProducer):
-        def send(self, topic, key, value):
-            super().send(topic, key, value)
-            return Silent()
-
-        def flush(self, timeout=None):
-            super().flush(timeout)
-            raise KafkaTimeoutError("Timeout waiting for future")
-
-    stats = replay(csv_file(tmp_path), "t", HangingProducer(), tick_interval=0, drain_timeout=0.3)
+    broker dies mid-request; its flush() then never returned and the producer hung, deaf to signals."""
+    producer = HangingProducer()
+    stats = replay(csv_file(tmp_path), "t", producer, tick_interval=0, drain_timeout=0.3)
     assert stats.rows == 0 and stats.failed_sends == 6
     assert any("6 sends were not acknowledged within 0 s" in r.getMessage() for r in caplog.records)
-    for fn in late:
+    for fn in producer.late:  # the client reports them after all
         fn(None)
     assert stats.rows == 0 and stats.failed_sends == 6, "a callback after giving up changed the counts"
 
 
 def test_a_signal_cuts_the_wait_for_a_dead_broker_short(tmp_path, monkeypatch):
-    import threading
-    import time
-
-    from kafka.errors import KafkaTimeoutError
-
     from stockpulse.replay import producer as producer_module
 
     monkeypatch.setattr(producer_module, "STOPPED_DRAIN_SECONDS", 0.2)
-
-    class Silent(FakeFuture):
-        def add_callback(self, fn):
-            return self
-
-    class HangingProducer(FakeProducer):
-        def send(self, topic, key, value):
-            super().send(topic, key, value)
-            return Silent()
-
-        def flush(self, timeout=None):
-            time.sleep(0.05)
-            raise KafkaTimeoutError("Timeout waiting for future")
-
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
     started = time.monotonic()
