@@ -78,7 +78,6 @@ def test_start_date_skips_earlier_ticks(tmp_path):
 
 
 def test_stop_event_ends_after_the_current_tick_never_inside_it(tmp_path):
-
     stop = threading.Event()
 
     class StoppingProducer(FakeProducer):
@@ -96,7 +95,6 @@ def test_stop_event_ends_after_the_current_tick_never_inside_it(tmp_path):
 
 
 def test_stop_event_cuts_the_wait_for_the_next_tick(tmp_path):
-
     stop = threading.Event()
     producer = FakeProducer()
     result = {}
