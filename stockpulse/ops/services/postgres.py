@@ -53,7 +53,7 @@ def read_passfile(path: Path) -> dict[str, str]:
     return passwords
 
 
-def write_passfile(path: Path, host: str, port: int, passwords: dict[str, str]) -> None:
+def write_passfile(path: Path, host: str, passwords: dict[str, str]) -> None:
     """A pgpass file (``host:port:database:user:password``) that only its owner can read: libpq
     ignores one with group or other permissions, and so should any other local user.
 
@@ -64,7 +64,8 @@ def write_passfile(path: Path, host: str, port: int, passwords: dict[str, str]) 
     if not path.parent.exists():
         path.parent.mkdir(parents=True)
         os.chmod(path.parent, 0o700)
-    lines = [f"{host}:{port}:*:{user}:{password}" for user, password in passwords.items()]
+    # any port of this host: a forwarded port or a changed PG_EMBEDDED_PORT reaches the same server
+    lines = [f"{host}:*:*:{user}:{password}" for user, password in passwords.items()]
     text = "# written by StockPulse: the embedded PostgreSQL's passwords\n" + "\n".join(lines) + "\n"
     if path.exists() and path.read_text() == text:
         os.chmod(path, 0o600)
@@ -267,7 +268,7 @@ class EmbeddedPostgres:
                 f"{ADMIN_ROLE} entry): restore that file, or run 'make down', delete {self.data_dir.parent} "
                 "and 'make up' again (this drops the data it holds)")
         passwords = {user: known.get(user) or secrets.token_hex(24) for user in ROLES}
-        write_passfile(self.passfile, self.host, self.port, passwords)
+        write_passfile(self.passfile, self.host, passwords)
         if not (self.data_dir / "PG_VERSION").exists():
             logger.info("initialising PostgreSQL in %s", self.data_dir)
             self._initdb(bin_dir, passwords[ADMIN_ROLE])

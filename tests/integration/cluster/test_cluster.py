@@ -126,7 +126,7 @@ def finish(job: subprocess.Popen, env: dict[str, str], expected: Counter, log: P
 def test_a_worker_killed_mid_stream_costs_nothing(cluster_env, local_cluster, tmp_path):
     stack, cluster, settings = local_cluster
     spark = cluster_cli.spark_cluster(stack, cluster)
-    csv = csv_slice(tmp_path / "slice.csv", 2000)
+    csv = csv_slice(tmp_path / "slice.csv", 3000)  # ~45 s of sending: the job's first batch on the cluster is slow
     expected = expected_rows(csv)
     log = tmp_path / "consumer.log"
     job = producer = None
@@ -134,7 +134,7 @@ def test_a_worker_killed_mid_stream_costs_nothing(cluster_env, local_cluster, tm
         job = start_job(cluster_env, log)
         wait_until(lambda: consumer_ready(cluster_env, job.pid), 300, "the job's first triggers")
         assert listening_addresses(job.pid) == {"127.0.0.1"}, "a driver on a loopback master listens beyond it"
-        producer = start_slow_producer(csv, cluster_env, capture=True, tick_interval=0.05)
+        producer = start_slow_producer(csv, cluster_env, capture=True, tick_interval=0.04)
         wait_until(lambda: postgres_counts(cluster_env["DATABASE_URL"])["rows"] > 0, 120, "the first rows")
 
         assert producer.poll() is None, "the producer finished before the worker could be killed"
@@ -157,14 +157,14 @@ def test_a_broker_killed_mid_stream_costs_nothing_and_rejoins(cluster_env, local
     stack, cluster, settings = local_cluster
     kafka = cluster_cli.kafka_cluster(stack, cluster)
     victim = kafka.nodes[1]
-    csv = csv_slice(tmp_path / "slice.csv", 2000)
+    csv = csv_slice(tmp_path / "slice.csv", 3000)  # ~45 s of sending: the job's first batch on the cluster is slow
     expected = expected_rows(csv)
     log = tmp_path / "consumer.log"
     job = producer = None
     try:
         job = start_job(cluster_env, log)
         wait_until(lambda: consumer_ready(cluster_env, job.pid), 300, "the job's first triggers")
-        producer = start_slow_producer(csv, cluster_env, capture=True, tick_interval=0.05)
+        producer = start_slow_producer(csv, cluster_env, capture=True, tick_interval=0.04)
         wait_until(lambda: postgres_counts(cluster_env["DATABASE_URL"])["rows"] > 0, 120, "the first rows")
 
         assert producer.poll() is None, "the producer finished before the broker could be killed"
@@ -181,4 +181,4 @@ def test_a_broker_killed_mid_stream_costs_nothing_and_rejoins(cluster_env, local
     assert records_in_topic(settings["KAFKA_BOOTSTRAP_SERVERS"], cluster_env["KAFKA_TOPIC"]) == sum(expected.values())
     assert_exactly_once(cluster_env, expected)
     wait_until(lambda: set(in_sync_replicas(settings["KAFKA_BOOTSTRAP_SERVERS"], cluster_env["KAFKA_TOPIC"]).values()) == {3},
-               120, "the restarted broker back in every partition's in-sync replicas")
+               300, "the restarted broker back in every partition's in-sync replicas")
