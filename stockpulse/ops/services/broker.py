@@ -86,8 +86,15 @@ def server_properties(port: int, controller_port: int, log_dir: Path, partitions
 
 
 def cluster_id() -> str:
-    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's form)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's form).
+
+    Never one starting with ``-``: ``kafka-storage format -t -x...`` reads it as an option (one
+    start in 64 failed so); Kafka's own ``Uuid.randomUuid`` draws again for the same reason.
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 @dataclass(frozen=True)

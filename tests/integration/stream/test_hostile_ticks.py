@@ -28,7 +28,7 @@ import shutil
 import uuid
 from collections import Counter
 from datetime import date, datetime, timezone
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import pytest
@@ -504,7 +504,9 @@ def check_contract(raw: list[dict], sent) -> None:
         where = shown([(row["kafka_partition"], row["kafka_offset"])], sent)
         for bound in BOUNDS:
             assert bound.holds(row[bound.field]), f"{bound.field} {bound.broken}: {where}"
-        assert row["trade_value"] == row["close"] * row["volume"], f"trade_value is not close * volume: {where}"
+        with localcontext() as exact:  # Python's default 28 digits would round a 37-digit product
+            exact.prec = 80
+            assert row["trade_value"] == row["close"] * row["volume"], f"trade_value is not close * volume: {where}"
         index = row["index"]
         assert 1 <= len(index) <= INDEX_MAX_LENGTH and len(index.encode("utf-8")) <= INDEX_MAX_BYTES, \
             f"index {index!r} beyond what the sinks hold: {where}"
