@@ -1,4 +1,6 @@
 """The embedded broker's pure parts."""
+
+
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
     """``kafka-storage format -t -abc...`` reads the id as an option: one start in 64 failed so."""
     import uuid
