@@ -50,11 +50,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from procstats import descendants, kind_of, rss_bytes  # noqa: E402
 
 from stockpulse import logs  # noqa: E402
 from stockpulse.db import apply_init_sql, connect  # noqa: E402
@@ -72,10 +74,10 @@ SOURCES = {"official": (None, "with the official Kafka source"),
            "python": ("python", "with the project's Python Kafka source")}
 
 
-def produce(bootstrap: str, topic: str, ticks: int, interval: float = 0.0) -> dict:
+def produce(bootstrap: str, topic: str, ticks: int, interval: float = 0.0, start_date=None) -> dict:
     producer = make_producer(bootstrap)
     try:
-        stats = replay(CSV, topic, producer, tick_interval=interval, limit=ticks, loop=True)
+        stats = replay(CSV, topic, producer, tick_interval=interval, limit=ticks, loop=True, start_date=start_date)
     finally:
         producer.close()
     return {"ticks": stats.ticks, "rows": stats.rows, "seconds": round(stats.seconds, 3),
@@ -131,16 +133,46 @@ def check_source(log: str, source: str) -> None:
         raise SystemExit(f"the {source} run did not read with the {source} Kafka source; its log:\n{log[-3000:]}")
 
 
-def run_once(env: dict, progress_file: Path | None = None) -> tuple[float, float, str]:
-    """Run ``consumer.py --once``: (wall-clock start as epoch seconds, seconds it ran, its stderr)."""
+def run_once(env: dict, progress_file: Path | None = None,
+             memory: list | None = None) -> tuple[float, float, str]:
+    """Run ``consumer.py --once``: (wall-clock start as epoch seconds, seconds it ran, its stderr).
+
+    ``memory`` collects ``(seconds since start, {process kind: RSS bytes})`` once a second.
+    """
     started_at, started = time.time(), time.monotonic()
     command = [sys.executable, str(ROOT / "consumer" / "consumer.py"), "--once"]
     if progress_file:
         command += ["--progress-file", str(progress_file)]
-    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"consumer failed:\n{result.stderr[-3000:]}")
-    return started_at, time.monotonic() - started, result.stderr
+    with tempfile.TemporaryFile("w+") as stderr:
+        job = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        while job.poll() is None:
+            if memory is not None:
+                sample: dict[str, int] = {}
+                for pid in descendants(job.pid):
+                    sample[kind_of(pid)] = sample.get(kind_of(pid), 0) + rss_bytes(pid)
+                memory.append((time.monotonic() - started, sample))
+            time.sleep(1)
+        stderr.seek(0)
+        log = stderr.read()
+    if job.returncode != 0:
+        raise SystemExit(f"consumer failed:\n{log[-3000:]}")
+    return started_at, time.monotonic() - started, log
+
+
+def memory_report(samples: list, warm_after: float) -> dict:
+    """RSS in MiB of the JVM and the Python driver: when the first batch had landed (``warm_after``
+    seconds into the run: JIT, caches and the first batch's buffers are in place), at the end, the
+    peak, and the growth from the first to the end (flat is near 0)."""
+    report = {}
+    for kind in ("spark jvm", "python driver"):
+        series = [s.get(kind, 0) / 2**20 for at, s in samples if s.get(kind) and at >= warm_after]
+        if len(series) < 3:
+            continue
+        warm, end = series[0], series[-2]  # the last sample may catch the exit
+        report[kind] = {"rss_mib_after_warmup": round(warm), "rss_mib_end": round(end),
+                        "rss_mib_peak": round(max(series)), "growth_after_warmup": round(end / warm - 1, 3),
+                        "samples": len(series)}
+    return report
 
 
 def _ended(report: dict) -> float:
@@ -204,31 +236,35 @@ def check_counts(run: dict) -> None:
 
 
 def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_rows, work, label: str = "",
-               **extra: str) -> dict:
+               sink_mode: str = "separate", **extra: str) -> dict:
     """``consumer.py --once`` over ``topic``; ``extra`` settings (``SPARK_MASTER``) and a ``label``
     to tell runs apart."""
-    name = f"{label}{source}_{layout.replace(',', '_')}"
+    name = f"{label}{source}_{sink_mode}_{layout.replace(',', '_')}"
     url = fresh_database(server, f"bench_{name}")
     env = job_env(bootstrap, topic, url, work / name, SOURCES[source][0], LAKE_PARTITION_BY=layout,
-                  MAX_OFFSETS_PER_TRIGGER=str(batch_rows), **extra)
+                  MAX_OFFSETS_PER_TRIGGER=str(batch_rows), SINK_MODE=sink_mode, **extra)
     progress_file = work / f"progress-{name}.json"
-    started_at, seconds, log = run_once(env, progress_file)
+    memory: list = []
+    started_at, seconds, log = run_once(env, progress_file, memory)
     check_source(log, source)
     progress = json.loads(progress_file.read_text())
     steady, batches = steady_rate(progress)
     firsts = first_batch_seconds(progress, started_at)
     rows, rows_per_tick = sent["rows"], sent["rows"] / sent["ticks"]
     files = sum(1 for _ in (work / name / "lake").rglob("*.parquet"))
-    run = {"source": source, "kafka_source_env": SOURCES[source][0] or "(default)", "layout": layout,
+    run = {"source": source, "kafka_source_env": SOURCES[source][0] or "(default)", "sink_mode": sink_mode,
+           "layout": layout,
            "ticks": sent["ticks"], "rows": rows, "rows_in_postgres": count_rows(url),
            "rows_in_lake": count_lake_rows(work / name / "lake"), "parquet_files": files,
            "batch_rows": batch_rows, "batches_per_query": batches,
            "startup_s": max(firsts.values()), "first_batch_end_s": firsts,
            "seconds_wall": round(seconds, 2), "rows_per_s_wall": round(rows / seconds),
-           "rows_per_s_steady": round(steady), "ticks_per_s_steady": round(steady / rows_per_tick)}
+           "rows_per_s_steady": round(steady), "ticks_per_s_steady": round(steady / rows_per_tick),
+           "memory": memory_report(memory, max(firsts.values()))}
     check_counts(run)
-    logger.info("%s source: %d rows/s steady, %d rows/s whole run, first data in both sinks after %.1f s",
-                source, run["rows_per_s_steady"], run["rows_per_s_wall"], run["startup_s"])
+    logger.info("%s source, %s sinks, %d rows: %d rows/s steady, %d rows/s whole run, first data in both sinks "
+                "after %.1f s", source, sink_mode, rows, run["rows_per_s_steady"], run["rows_per_s_wall"],
+                run["startup_s"])
     return run
 
 
@@ -238,12 +274,20 @@ def wait_for_rows(url: str, rows: int, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def latency(server, bootstrap, work, seconds: float) -> dict:
-    topic, pace = "bench_latency", 20
+ROWS_PER_TICK = 3.46
+"""Messages per tick over ``data/indexProcessed.csv`` (indices trading on a date), for sizing."""
+LATENCY_START, LATENCY_ROWS_PER_TICK = date(2000, 1, 3), 4.6
+"""The latency run replays from 2000 on, where a tick is ~4.6 messages, so a steady tick pace
+is a steady message rate (the 1960s hold one or two indices a day)."""
+
+
+def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str, sink_mode: str = "separate") -> dict:
+    """Kafka timestamp to PostgreSQL commit per row while the producer sends ``rate`` messages/s."""
+    topic, pace = f"bench_latency_{sink_mode}", rate / LATENCY_ROWS_PER_TICK
     ensure_topic(bootstrap, topic, PARTITIONS)
-    url = fresh_database(server, "bench_latency")
-    env = job_env(bootstrap, topic, url, work / "latency", SOURCES["official"][0], LAKE_PARTITION_BY="index",
-                  TRIGGER_INTERVAL="1 second")
+    url = fresh_database(server, f"bench_latency_{sink_mode}")
+    env = job_env(bootstrap, topic, url, work / f"latency_{sink_mode}", SOURCES["official"][0],
+                  LAKE_PARTITION_BY="index", TRIGGER_INTERVAL=trigger, SINK_MODE=sink_mode)
     log_file = work / "latency-consumer.log"
     log = log_file.open("wb")
     consumer = subprocess.Popen([sys.executable, str(ROOT / "consumer" / "consumer.py")], env=env, cwd=ROOT,
@@ -251,7 +295,7 @@ def latency(server, bootstrap, work, seconds: float) -> dict:
     try:
         warm = produce(bootstrap, topic, 1, 0)  # warm-up tick: wait until the job has landed it
         wait_for_rows(url, warm["rows"], 300)
-        sent = produce(bootstrap, topic, int(seconds * pace), interval=1 / pace)
+        sent = produce(bootstrap, topic, int(seconds * pace), interval=1 / pace, start_date=LATENCY_START)
         wait_for_rows(url, warm["rows"] + sent["rows"], 120)
     finally:
         os.killpg(consumer.pid, signal.SIGTERM)
@@ -266,7 +310,8 @@ def latency(server, bootstrap, work, seconds: float) -> dict:
             " ORDER BY kafka_timestamp OFFSET %s) s", (warm["rows"],)).fetchone()
     if n != sent["rows"]:
         raise SystemExit(f"latency: sent {sent['rows']} rows after the warm-up, but PostgreSQL holds {n}")
-    return {"source": "official", "rows": n, "ticks_per_s_sent": pace, "trigger": "1 second",
+    return {"source": "official", "sink_mode": sink_mode, "rows": n, "messages_per_s_asked": rate,
+            "messages_per_s_sent": round(sent["rows"] / sent["seconds"]), "trigger": trigger,
             "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "p99_s": round(float(p99), 3),
             "max_s": round(float(worst), 3)}
 
@@ -304,9 +349,13 @@ def versions() -> dict:
 def main() -> int:
     logs.configure()
     parser = argparse.ArgumentParser(description="StockPulse pipeline benchmark")
-    parser.add_argument("--ticks", type=int, default=60_000, help="ticks for the end-to-end runs (layout index)")
-    parser.add_argument("--batch-rows", type=int, default=50_000, help="maxOffsetsPerTrigger of the runs")
+    parser.add_argument("--ticks", type=int, default=60_000, help="ticks of the small runs (~3.46 messages each)")
+    parser.add_argument("--large-messages", type=int, default=1_000_000,
+                        help="messages of the large runs (0: skip them)")
+    parser.add_argument("--batch-rows", type=int, default=100_000, help="maxOffsetsPerTrigger of the runs")
     parser.add_argument("--latency-seconds", type=float, default=40)
+    parser.add_argument("--latency-rate", type=float, default=2_000, help="messages/s sent during the latency run")
+    parser.add_argument("--latency-trigger", default="500 milliseconds")
     parser.add_argument("--daily-ticks", type=int, default=0,
                         help="ticks for an extra index/date run, official source (0: skip; one file per row, slow)")
     args = parser.parse_args()
@@ -330,14 +379,26 @@ def main() -> int:
         logger.info("producing %d ticks", args.ticks)
         results["producer"] = produce(bootstrap, "bench_big", args.ticks)
         rows = results["producer"]["rows"]
-        results["consume_ceiling"] = [consume_confluent(bootstrap, "bench_big", rows),
-                                      consume_kafka_python(bootstrap, "bench_big", rows)]
-
         results["end_to_end"] = []
-        for source in SOURCES:
-            logger.info("end to end, %s source, layout index (%d rows)", source, rows)
+        large = None
+        if args.large_messages:
+            ensure_topic(bootstrap, "bench_large", PARTITIONS)
+            large_ticks = round(args.large_messages / ROWS_PER_TICK)
+            logger.info("producing %d ticks (~%d messages)", large_ticks, args.large_messages)
+            large = produce(bootstrap, "bench_large", large_ticks)
+            results["producer_large"] = large
+        ceiling_topic, ceiling_rows = ("bench_large", large["rows"]) if large else ("bench_big", rows)
+        results["consume_ceiling"] = [consume_confluent(bootstrap, ceiling_topic, ceiling_rows),
+                                      consume_kafka_python(bootstrap, ceiling_topic, ceiling_rows)]
+        if large:
+            for mode in ("separate", "shared"):
+                logger.info("end to end, official source, %s sinks, %d rows", mode, large["rows"])
+                results["end_to_end"].append(end_to_end(server, bootstrap, "bench_large", large, "official",
+                                                        "index", args.batch_rows, work, "large_", mode))
+        for source, mode in (("official", "separate"), ("official", "shared"), ("python", "separate")):
+            logger.info("end to end, %s source, %s sinks, layout index (%d rows)", source, mode, rows)
             results["end_to_end"].append(end_to_end(server, bootstrap, "bench_big", results["producer"], source,
-                                                    "index", args.batch_rows, work))
+                                                    "index", args.batch_rows, work, sink_mode=mode))
         if args.daily_ticks:
             ensure_topic(bootstrap, "bench_daily", PARTITIONS)
             daily = produce(bootstrap, "bench_daily", args.daily_ticks)
@@ -346,8 +407,11 @@ def main() -> int:
                                                     "index,date", max(daily["rows"] // 4, 1), work))
         add_ceiling_shares(results)
 
-        logger.info("latency at a steady pace for %.0f s", args.latency_seconds)
-        results["latency"] = latency(server, bootstrap, work, args.latency_seconds)
+        results["latency"] = []
+        for mode in ("separate", "shared"):
+            logger.info("latency at %.0f messages/s for %.0f s, %s sinks", args.latency_rate, args.latency_seconds, mode)
+            results["latency"].append(latency(server, bootstrap, work, args.latency_seconds, args.latency_rate,
+                                              args.latency_trigger, mode))
         results["seconds_total"] = round(time.monotonic() - begun, 1)
     finally:
         broker.stop()

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from stockpulse.config import (
-    PARQUET_SINK, POSTGRES_SINK, ConsumerSettings, KafkaSettings, PostgresSettings, StackSettings, query_name,
+    PARQUET_SINK, POSTGRES_SINK, SHARED_QUERY, ConsumerSettings, KafkaSettings, PostgresSettings, StackSettings, query_name,
     redact_url,
 )
 
@@ -85,6 +85,19 @@ def on_this_machine(master: str) -> bool:
     return master.startswith("local") or bool(LOOPBACK_MASTER.match(master))
 
 
+JIT_OPTIONS = ("-XX:-DontCompileHugeMethods",)
+"""HotSpot never JIT-compiles a method over 8,000 bytes of bytecode, and the whole-stage code
+Spark generates for the tick projection (parse, enrich, dead-letter reasons) is larger: it ran
+interpreted, 2.8x slower (measured, ``docs/performance.md``). Spark's own tuning guide names
+this flag for the case."""
+
+
+def with_java_options(existing: str | None, options=JIT_OPTIONS) -> str:
+    """``existing`` JVM options with ``options`` appended unless already there (a user's own win)."""
+    current = (existing or "").split()
+    return " ".join([*current, *(o for o in options if o not in current)])
+
+
 def build_session(settings: ConsumerSettings, master: str | None = None, jars: list[str] = ()):
     """A SparkSession for the job; under spark-submit its --master wins over SPARK_MASTER.
 
@@ -116,6 +129,11 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # The driver's options reach the JVM only when this process starts it (python consumer.py);
+        # under spark-submit pass them with --driver-java-options (the README says so).
+        .config("spark.driver.extraJavaOptions", with_java_options(conf.get("spark.driver.extraJavaOptions", None)))
+        .config("spark.executor.extraJavaOptions",
+                with_java_options(conf.get("spark.executor.extraJavaOptions", None)))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
@@ -169,12 +187,15 @@ def kafka_records(spark, job: JobSettings, query_name: str):
 
 
 def start_queries(spark, job: JobSettings, once: bool):
-    """Start the Parquet and PostgreSQL queries; returns them (the caller waits on them)."""
+    """Start the job's queries (a query per sink, or one for both under ``SINK_MODE=shared``);
+    returns them (the caller waits on them)."""
     from stockpulse.stream.sinks.postgres import PostgresSink
     from stockpulse.stream.transform import to_ticks, valid_ticks
 
     settings = job.consumer
     trigger = {"availableNow": True} if once else {"processingTime": settings.trigger_interval}
+    if settings.sink_mode == SHARED_QUERY:
+        return [start_shared_query(spark, job, trigger)]
 
     parquet_ticks = valid_ticks(to_ticks(kafka_records(spark, job, PARQUET_SINK)))
     writer = (
@@ -188,21 +209,48 @@ def start_queries(spark, job: JobSettings, once: bool):
         writer = writer.partitionBy(*settings.partition_by)
     parquet_query = writer.start()
 
-    sink = PostgresSink(job.postgres.url, job.postgres.retry_seconds)
-    postgres_query = (
-        to_ticks(kafka_records(spark, job, POSTGRES_SINK)).writeStream.queryName(query_name(POSTGRES_SINK))
+    postgres_query = foreach_batch_query(spark, job, POSTGRES_SINK,
+                                         PostgresSink(job.postgres.url, job.postgres.retry_seconds), trigger)
+    announce(job, "", settings.checkpoint_dir, trigger)
+    return [parquet_query, postgres_query]
+
+
+def foreach_batch_query(spark, job: JobSettings, name: str, sink, trigger: dict):
+    """Start query ``ticks_to_<name>``: every tick record (dead letters included) to ``sink``."""
+    from stockpulse.stream.transform import to_ticks
+
+    return (
+        to_ticks(kafka_records(spark, job, name)).writeStream.queryName(query_name(name))
         .foreachBatch(sink)
-        .option("checkpointLocation", settings.checkpoint(POSTGRES_SINK))
+        .option("checkpointLocation", job.consumer.checkpoint(name))
         .trigger(**trigger)
         .start()
     )
+
+
+def announce(job: JobSettings, how: str, checkpoints: str, trigger: dict) -> None:
+    """One line saying where the job streams, from where, and how often."""
+    settings = job.consumer
     logger.info(
-        "streaming %s -> %s (partitioned by %s) and %s; checkpoints in %s; %s",
+        "streaming %s -> %s (partitioned by %s) and %s%s; checkpoints in %s; %s",
         job.kafka.topic, settings.lake_path, ",".join(settings.partition_by) or "nothing",
-        redact_url(job.postgres.url), settings.checkpoint_dir,
-        "processing what is available, then exiting" if once else f"trigger every {settings.trigger_interval}",
+        redact_url(job.postgres.url), how, checkpoints,
+        "processing what is available, then exiting" if "availableNow" in trigger
+        else f"trigger every {settings.trigger_interval}",
     )
-    return [parquet_query, postgres_query]
+
+
+def start_shared_query(spark, job: JobSettings, trigger: dict):
+    """One query, one read of the topic, both sinks (:mod:`stockpulse.stream.sinks.shared`)."""
+    from stockpulse.stream.sinks.postgres import PostgresSink
+    from stockpulse.stream.sinks.shared import SharedSink
+
+    settings = job.consumer
+    sink = SharedSink(settings.lake_path, settings.partition_by,
+                      PostgresSink(job.postgres.url, job.postgres.retry_seconds))
+    query = foreach_batch_query(spark, job, SHARED_QUERY, sink, trigger)
+    announce(job, " in one query (SINK_MODE=shared)", settings.checkpoint(SHARED_QUERY), trigger)
+    return query
 
 
 def wait_for(queries) -> None:

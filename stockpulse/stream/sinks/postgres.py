@@ -73,21 +73,6 @@ def insert_idempotent(cursor, target: str, columns: list[str], table) -> int:
     return cursor.rowcount
 
 
-def _dead_letter_payload_only(batch_df):
-    """``batch_df`` with ``kafka_key`` and ``raw_value`` kept only where a dead letter needs them.
-
-    Valid ticks never store them, and the raw JSON is the widest column: collecting it for every
-    row roughly doubled what crosses from the JVM to this process.
-    """
-    from pyspark.sql import functions as F
-
-    dead = F.col(REASON_COLUMN).isNotNull()
-    return batch_df.select(*[
-        F.when(dead, F.col(name)).alias(name) if name in ("kafka_key", "raw_value") else F.col(name)
-        for name in batch_df.columns
-    ])
-
-
 def backoff_delays(budget: float, first: float = 0.5, cap: float = 8.0) -> list[float]:
     """Sleeps between attempts: doubling from ``first`` up to ``cap``, summing to at most ``budget``."""
     delays, delay = [], first
@@ -169,7 +154,7 @@ class PostgresSink:
 
     def __call__(self, batch_df, batch_id: int) -> None:
         started = time.monotonic()
-        table = _dead_letter_payload_only(batch_df).toArrow()
+        table = batch_df.toArrow()  # kafka_key/raw_value are NULL except in dead letters (transform.to_ticks)
         collected = time.monotonic()
         ticks, dead = self.write_arrow(table, batch_id)
         logger.info(

@@ -210,7 +210,6 @@ def test_a_replayed_micro_batch_reports_nothing_new_and_doubles_nothing(sink, da
 def test_records_are_written_once_whatever_batch_id_or_batch_boundaries_carry_them(sink, database_url, monkeypatch):
     """Spark may run a batch id again after a crash, and a topic re-read after a checkpoint reset
     cuts the same records into different batches under new ids. The sink keys on the record."""
-    monkeypatch.setattr(sink_module, "_dead_letter_payload_only", lambda df: df)  # the Spark-only projection
 
     class CollectedBatch:  # what foreachBatch hands over, reduced to what the sink calls
         def __init__(self, rows):
@@ -229,7 +228,6 @@ def test_records_are_written_once_whatever_batch_id_or_batch_boundaries_carry_th
 
 
 def test_the_batch_log_line_counts_new_rows_and_hides_the_password(sink, database_url, pg_server, monkeypatch, caplog):
-    monkeypatch.setattr(sink_module, "_dead_letter_payload_only", lambda df: df)
     table = batch([tick(0), dead_letter(1, "?")])
     secret = read_passfile(pg_server.passfile)["stockpulse"]
     sink.url = database_url.replace("stockpulse@", f"stockpulse:{secret}@")

@@ -129,3 +129,12 @@ def test_a_connector_given_to_spark_submit_is_not_added_twice(conf, expected):
     from stockpulse.stream.job import connector_submitted
 
     assert connector_submitted(conf) is expected
+
+
+def test_the_huge_method_jit_flag_joins_a_users_own_jvm_options_once():
+    from stockpulse.stream.job import with_java_options
+
+    assert with_java_options(None) == "-XX:-DontCompileHugeMethods"
+    assert with_java_options("-Xss4m") == "-Xss4m -XX:-DontCompileHugeMethods"
+    assert with_java_options("-XX:-DontCompileHugeMethods -Xss4m") == "-XX:-DontCompileHugeMethods -Xss4m"
+
