@@ -152,3 +152,43 @@ def test_a_directory_is_named_as_such(tmp_path):
 def test_an_index_the_sinks_cannot_hold_is_refused(index, message):
     with pytest.raises(RowError, match=message):
         parse_row([index, "2020-01-02", "1", "2", "1", "1.5", "1.5", "100", "1.5"])
+
+
+def test_repeated_prices_are_parsed_once_and_a_bad_one_is_still_named_by_its_column():
+    """Old rows repeat one level in every price column: the row shares one value, and when the
+    text is bad the first column holding it is the one named."""
+    row = parse_row(["NYA", "1966-01-03", "527.210022", "527.210022", "", "527.210022", "527.210022", "0.0", " NULL "])
+    assert row.open is row.high is row.close is row.adj_close and row.close == Decimal("527.210022")
+    assert row.low is None and row.close_usd is None
+    with pytest.raises(RowError, match=re.escape("field 'Open': '1.123456789' has more than 8")):
+        parse_row(["HSI", "2020-01-02", "1.123456789", "1.123456789", "1", "1.5", "1.5", "100", "1.5"])
+    with pytest.raises(RowError, match="field 'High': 'x' is not a number"):
+        parse_row(["HSI", "2020-01-02", "1.5", "x", "x", "1.5", "1.5", "100", "1.5"])
+
+
+@pytest.mark.parametrize("text, json_text", [
+    ("1E+2", "100"), ("100.00000000", "100"), ("0.00000001", "0.00000001"), ("123.45000", "123.45"),
+    ("-0.5", "-0.5"), ("0", "0"), ("9999999999.99999999", "9999999999.99999999"),
+])
+def test_prices_keep_their_exact_digits_in_plain_notation(text, json_text):
+    row = parse_row(["HSI", "2020-01-02", text, "2", "1", "1.5", "1.5", "100", "1.5"])
+    assert f'"open":{json_text},' in encode_message(row, "x").decode()
+
+
+def test_strings_are_escaped_as_json_dumps_escapes_them_and_every_value_survives_parsing():
+    stamp = format_stream_ts(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc))
+    row = parse_row(['Q"\\é\U0001F642', "2020-01-02", "1", "2", "0.5", "1.5", "1.5", "100", "1.5"])
+    raw = encode_message(row, stamp).decode()
+    assert f'"index":{json.dumps(row.index)},' in raw and raw.isascii()
+    message = json.loads(raw, parse_float=Decimal)
+    assert message == {"stream_ts": stamp, "date": "2020-01-02", "index": row.index, "open": 1, "high": 2,
+                       "low": Decimal("0.5"), "close": Decimal("1.5"), "adj_close": Decimal("1.5"), "volume": 100,
+                       "close_usd": Decimal("1.5")}
+
+
+def test_stream_ts_is_utc_whatever_the_clock_zone():
+    from datetime import timedelta
+
+    moment = datetime(2026, 3, 1, 0, 30, 0, 120, tzinfo=timezone(timedelta(hours=2)))
+    assert format_stream_ts(moment) == "2026-02-28T22:30:00.000120Z"
+    assert format_stream_ts(datetime(2026, 3, 1, tzinfo=timezone.utc)) == "2026-03-01T00:00:00.000000Z"

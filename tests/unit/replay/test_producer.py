@@ -1,9 +1,12 @@
 """The replay loop with a fake producer: what is sent, limits, summaries, exit codes."""
 
 import json
+import random
 import threading
 import time
 from datetime import datetime, timezone
+
+import pytest
 
 from stockpulse.replay.producer import main, replay
 from stockpulse.replay.csv_rows import PROCESSED_COLUMNS
@@ -205,3 +208,65 @@ def test_a_signal_cuts_the_wait_for_a_dead_broker_short(tmp_path, monkeypatch):
     started = time.monotonic()
     stats = replay(csv_file(tmp_path), "t", HangingProducer(), tick_interval=0, drain_timeout=60, stop=stop)
     assert time.monotonic() - started < 5 and stats.failed_sends == 6
+
+
+def test_gzip_only_while_the_clients_checksum_is_pure_python():
+    from stockpulse.replay.producer import compression_for
+
+    assert compression_for(native_crc32c=False) == "gzip"
+    assert compression_for(native_crc32c=True) is None
+
+
+class Cluster:
+    """What a partitioner sees of kafka-python's ClusterMetadata."""
+
+    def __init__(self, partitions):
+        self.partitions = partitions
+
+    def topics(self):
+        return {"t"} if self.partitions is not None else set()
+
+    def partitions_for_topic(self, topic):
+        return set(self.partitions) if topic == "t" and self.partitions is not None else None
+
+    def available_partitions_for_topic(self, topic):
+        return self.partitions_for_topic(topic) or set()
+
+
+def test_the_partitioner_picks_what_kafka_pythons_default_picks():
+    """Per-index order and --resume rely on the Java client's murmur2 rule: hashing each key once
+    must not move any key."""
+    from kafka.partitioner import DefaultPartitioner
+
+    from stockpulse.replay.producer import key_hash_partitioner
+
+    ours, default = key_hash_partitioner(), DefaultPartitioner()
+    rng = random.Random(7)
+    keys = [b"NYA", b"HSI", b"000001.SS", b"N225", "\U0001F642".encode()] + [rng.randbytes(rng.randint(0, 40)) for _ in range(300)]
+    for partitions in ([0], [0, 1, 2], [2, 0, 1], list(range(7)), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]):
+        cluster = Cluster(partitions)
+        for _ in range(2):  # the second round is answered from memory
+            assert [ours.partition("t", k, k, b"v", b"v", cluster) for k in keys] == \
+                   [default.partition("t", k, k, b"v", b"v", cluster) for k in keys]
+    assert ours.partition("t", None, None, b"v", b"v", Cluster([0, 1, 2])) in {0, 1, 2}
+    with pytest.raises(ValueError):
+        ours.partition("unknown", b"k", b"k", b"v", b"v", Cluster(None))
+
+
+def test_the_client_stays_acks_all_and_idempotent(monkeypatch):
+    import kafka
+    from kafka.partitioner import DefaultPartitioner
+
+    from stockpulse.replay import producer as producer_module
+
+    made = {}
+    monkeypatch.setattr(kafka, "KafkaProducer", lambda **config: made.update(config) or FakeClient())
+    monkeypatch.setattr(producer_module, "has_native_crc32c", lambda: False)
+    producer_module.make_producer("127.0.0.1:1,127.0.0.1:2", delivery_timeout=30)
+    assert made["acks"] == "all" and made["enable_idempotence"] is True
+    assert made.get("max_in_flight_requests_per_connection", 5) <= 5  # what idempotence allows
+    assert made["compression_type"] == "gzip" and isinstance(made["partitioner"], DefaultPartitioner)
+    assert made["request_timeout_ms"] < made["delivery_timeout_ms"] == 30_000
+    monkeypatch.setattr(producer_module, "has_native_crc32c", lambda: True)
+    producer_module.make_producer("127.0.0.1:1", delivery_timeout=30)
+    assert made["compression_type"] is None
