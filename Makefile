@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 LOCK_HASH := $(shell sha1sum requirements-lock.txt | cut -c1-12)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 
-.PHONY: up down services status test test-unit bench replay clean venv sysdeps browser jars cluster-up cluster-down cluster-status
+.PHONY: up down services status test test-unit bench profile replay clean venv sysdeps browser jars cluster-up cluster-down cluster-status
 
 up: venv sysdeps          ## start PostgreSQL, the broker, the consumer, the producer, Airflow and the dashboard
 	$(PY) -m stockpulse.ops.stack up
@@ -41,7 +41,10 @@ test: venv sysdeps browser jars  ## the whole suite; starts its own services on 
 test-unit: venv
 	$(PY) -m pytest tests/unit
 
-bench: venv sysdeps       ## throughput, latency and the dashboard on 5M rows, JSON in bench/results/
+profile: venv sysdeps jars  ## where the streaming job's time goes (CPU per process, JVM and Python samples), JSON in bench/results/
+	$(PY) bench/profile_pipeline.py
+
+bench: venv sysdeps       ## throughput (1M messages), latency and the dashboard on 5M rows, JSON in bench/results/
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_dashboard.py
 	$(PY) bench/bench_cluster.py

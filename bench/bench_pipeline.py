@@ -1,40 +1,42 @@
-"""Measure the spine: producer rate, the broker's raw consume ceiling, end-to-end rows/s per Kafka
-source, the job's start-up, latency.
+"""Measure the spine: producer rate, the broker's raw consume ceiling, end-to-end messages/s into
+both sinks per Kafka source, the job's start-up, its memory, and latency.
 
-Usage: python bench/bench_pipeline.py [--ticks 60000] [--batch-rows 50000] [--latency-seconds 40]
-                                      [--daily-ticks 0]
+Usage: python bench/bench_pipeline.py [--ticks 60000] [--large-messages 1000000] [--batch-rows 100000]
+                                      [--latency-seconds 40] [--latency-rate 2000]
+                                      [--latency-trigger "500 milliseconds"] [--daily-ticks 0]
 
 Everything runs on private services (an embedded PostgreSQL and an embedded Apache Kafka node on
 free ports, under one temporary directory), so a running ``make up`` is untouched. Results go to
 ``bench/results/<UTC time>.json`` and ``bench/results/latest.json``. Figures from one run are
 comparable with each other (same machine, same moment, same broker); compare ratios to the run's
-own consume ceiling, not absolute numbers, across machines or runs.
+own consume ceiling, not absolute numbers, across machines or runs. A message is one Kafka record
+(one index on one date); a tick is one trading date, ~3.5 messages.
 
 What is measured:
-- producer: kafka-python, acks=all, rows/s and ticks/s (a tick is one trading date: ~3.5 rows)
-  for the whole replay;
-- consume ceiling: one confluent-kafka consumer reading the same topic start to end (the
-  ceiling every other figure is a share of), and the same with kafka-python;
-- end to end: ``consumer.py --once`` (both sinks, layout ``index``) on that topic, once with the
-  official Spark Kafka source (the default ``KAFKA_SOURCE``) and once with the project's Python
-  reader (``KAFKA_SOURCE=python``), each with its own fresh database, lake and checkpoints, and
-  micro-batches capped at ``--batch-rows``. The job's log must name the source asked for (the
-  default falls back to the Python reader when the connector is missing, which would make the
-  comparison meaningless). ``rows_per_s_wall`` divides by the whole run, JVM and Spark start-up
-  included; ``rows_per_s_steady`` leaves out the first micro-batch of each query (it pays for
-  starting Python workers, once per job) and divides the remaining rows by the time from the end
-  of the first batch to the end of the last one, the later of the two queries deciding: the rate
-  a long-running job sustains into both sinks (also as ticks/s). Both sinks' row counts must equal
-  what was produced, else the benchmark stops with the counts: a fast but lossy run cannot pass;
-- start-up: per source, from the consumer process's start to the end of each query's first
-  micro-batch with data (its progress report's ``timestamp`` plus ``triggerExecution``, which
-  includes writing the batch's commit to the checkpoint), the later query deciding: how long a
-  fresh job takes until data has landed in both sinks;
-- latency: a streaming consumer (1 s trigger, official source) while the producer sends ticks at
-  a steady pace; per row ``landed_at - kafka_timestamp`` (Kafka send time to Postgres commit),
-  p50/p95/p99/max, the warm-up tick left out;
+- producer: kafka-python, acks=all, idempotent, messages/s and ticks/s for the whole replay;
+- consume ceiling: one confluent-kafka consumer reading the large topic start to end (the ceiling
+  every other figure is a share of), and the same with kafka-python;
+- end to end: ``consumer.py --once`` (both sinks, layout ``index``) on ~1M messages with the
+  official source, then on the small topic with the official source and with the project's Python
+  reader (``KAFKA_SOURCE=python``); each run has its own fresh database, lake and checkpoints, and
+  micro-batches capped at ``--batch-rows``. The job's log must name the source asked for.
+  ``rows_per_s_wall`` divides by the whole run, JVM and Spark start-up included;
+  ``rows_per_s_steady`` leaves out each query's first micro-batch (JIT warm-up, first Python
+  worker) and divides the remaining rows by the time from the end of the first batch to the end of
+  the last one, the later query deciding. Both sinks' row counts must equal what was produced,
+  else the benchmark stops with the counts: a fast but lossy run cannot pass;
+- start-up: from the consumer process's start to the end of each query's first micro-batch with
+  data (its progress report's ``timestamp`` plus ``triggerExecution``), the later query deciding;
+- memory: RSS of the Spark JVM and the Python driver once a second, reported from the first
+  batch's end (after warm-up) to the end of the run, with the peak and the growth;
+- latency: a streaming consumer (official source, ``--latency-trigger``) while
+  the producer sends ``--latency-rate`` messages/s (ticks from 2000 on, paced); per row
+  ``landed_at - kafka_timestamp`` (Kafka send time to PostgreSQL commit), p50/p95/p99/max, the
+  warm-up tick left out;
 - optionally (``--daily-ticks N``, off by default: one Parquet file per row makes it slow) the
   ``index,date`` layout with the official source.
+
+A benchmark, not a test: nothing here is asserted against a time.
 """
 
 from __future__ import annotations
@@ -236,13 +238,13 @@ def check_counts(run: dict) -> None:
 
 
 def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_rows, work, label: str = "",
-               sink_mode: str = "separate", **extra: str) -> dict:
+               **extra: str) -> dict:
     """``consumer.py --once`` over ``topic``; ``extra`` settings (``SPARK_MASTER``) and a ``label``
     to tell runs apart."""
-    name = f"{label}{source}_{sink_mode}_{layout.replace(',', '_')}"
+    name = f"{label}{source}_{layout.replace(',', '_')}"
     url = fresh_database(server, f"bench_{name}")
     env = job_env(bootstrap, topic, url, work / name, SOURCES[source][0], LAKE_PARTITION_BY=layout,
-                  MAX_OFFSETS_PER_TRIGGER=str(batch_rows), SINK_MODE=sink_mode, **extra)
+                  MAX_OFFSETS_PER_TRIGGER=str(batch_rows), **extra)
     progress_file = work / f"progress-{name}.json"
     memory: list = []
     started_at, seconds, log = run_once(env, progress_file, memory)
@@ -252,8 +254,7 @@ def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_
     firsts = first_batch_seconds(progress, started_at)
     rows, rows_per_tick = sent["rows"], sent["rows"] / sent["ticks"]
     files = sum(1 for _ in (work / name / "lake").rglob("*.parquet"))
-    run = {"source": source, "kafka_source_env": SOURCES[source][0] or "(default)", "sink_mode": sink_mode,
-           "layout": layout,
+    run = {"source": source, "kafka_source_env": SOURCES[source][0] or "(default)", "layout": layout,
            "ticks": sent["ticks"], "rows": rows, "rows_in_postgres": count_rows(url),
            "rows_in_lake": count_lake_rows(work / name / "lake"), "parquet_files": files,
            "batch_rows": batch_rows, "batches_per_query": batches,
@@ -262,9 +263,8 @@ def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_
            "rows_per_s_steady": round(steady), "ticks_per_s_steady": round(steady / rows_per_tick),
            "memory": memory_report(memory, max(firsts.values()))}
     check_counts(run)
-    logger.info("%s source, %s sinks, %d rows: %d rows/s steady, %d rows/s whole run, first data in both sinks "
-                "after %.1f s", source, sink_mode, rows, run["rows_per_s_steady"], run["rows_per_s_wall"],
-                run["startup_s"])
+    logger.info("%s source, %d rows: %d rows/s steady, %d rows/s whole run, first data in both sinks after %.1f s",
+                source, rows, run["rows_per_s_steady"], run["rows_per_s_wall"], run["startup_s"])
     return run
 
 
@@ -281,13 +281,13 @@ LATENCY_START, LATENCY_ROWS_PER_TICK = date(2000, 1, 3), 4.6
 is a steady message rate (the 1960s hold one or two indices a day)."""
 
 
-def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str, sink_mode: str = "separate") -> dict:
+def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str) -> dict:
     """Kafka timestamp to PostgreSQL commit per row while the producer sends ``rate`` messages/s."""
-    topic, pace = f"bench_latency_{sink_mode}", rate / LATENCY_ROWS_PER_TICK
+    topic, pace = "bench_latency", rate / LATENCY_ROWS_PER_TICK
     ensure_topic(bootstrap, topic, PARTITIONS)
-    url = fresh_database(server, f"bench_latency_{sink_mode}")
-    env = job_env(bootstrap, topic, url, work / f"latency_{sink_mode}", SOURCES["official"][0],
-                  LAKE_PARTITION_BY="index", TRIGGER_INTERVAL=trigger, SINK_MODE=sink_mode)
+    url = fresh_database(server, "bench_latency")
+    env = job_env(bootstrap, topic, url, work / "latency", SOURCES["official"][0],
+                  LAKE_PARTITION_BY="index", TRIGGER_INTERVAL=trigger)
     log_file = work / "latency-consumer.log"
     log = log_file.open("wb")
     consumer = subprocess.Popen([sys.executable, str(ROOT / "consumer" / "consumer.py")], env=env, cwd=ROOT,
@@ -310,7 +310,7 @@ def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str, 
             " ORDER BY kafka_timestamp OFFSET %s) s", (warm["rows"],)).fetchone()
     if n != sent["rows"]:
         raise SystemExit(f"latency: sent {sent['rows']} rows after the warm-up, but PostgreSQL holds {n}")
-    return {"source": "official", "sink_mode": sink_mode, "rows": n, "messages_per_s_asked": rate,
+    return {"source": "official", "rows": n, "messages_per_s_asked": rate,
             "messages_per_s_sent": round(sent["rows"] / sent["seconds"]), "trigger": trigger,
             "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "p99_s": round(float(p99), 3),
             "max_s": round(float(worst), 3)}
@@ -391,14 +391,13 @@ def main() -> int:
         results["consume_ceiling"] = [consume_confluent(bootstrap, ceiling_topic, ceiling_rows),
                                       consume_kafka_python(bootstrap, ceiling_topic, ceiling_rows)]
         if large:
-            for mode in ("separate", "shared"):
-                logger.info("end to end, official source, %s sinks, %d rows", mode, large["rows"])
-                results["end_to_end"].append(end_to_end(server, bootstrap, "bench_large", large, "official",
-                                                        "index", args.batch_rows, work, "large_", mode))
-        for source, mode in (("official", "separate"), ("official", "shared"), ("python", "separate")):
-            logger.info("end to end, %s source, %s sinks, layout index (%d rows)", source, mode, rows)
+            logger.info("end to end, official source, %d rows", large["rows"])
+            results["end_to_end"].append(end_to_end(server, bootstrap, "bench_large", large, "official", "index",
+                                                    args.batch_rows, work, "large_"))
+        for source in SOURCES:
+            logger.info("end to end, %s source, layout index (%d rows)", source, rows)
             results["end_to_end"].append(end_to_end(server, bootstrap, "bench_big", results["producer"], source,
-                                                    "index", args.batch_rows, work, sink_mode=mode))
+                                                    "index", args.batch_rows, work))
         if args.daily_ticks:
             ensure_topic(bootstrap, "bench_daily", PARTITIONS)
             daily = produce(bootstrap, "bench_daily", args.daily_ticks)
@@ -407,11 +406,9 @@ def main() -> int:
                                                     "index,date", max(daily["rows"] // 4, 1), work))
         add_ceiling_shares(results)
 
-        results["latency"] = []
-        for mode in ("separate", "shared"):
-            logger.info("latency at %.0f messages/s for %.0f s, %s sinks", args.latency_rate, args.latency_seconds, mode)
-            results["latency"].append(latency(server, bootstrap, work, args.latency_seconds, args.latency_rate,
-                                              args.latency_trigger, mode))
+        logger.info("latency at %.0f messages/s for %.0f s", args.latency_rate, args.latency_seconds)
+        results["latency"] = latency(server, bootstrap, work, args.latency_seconds, args.latency_rate,
+                                     args.latency_trigger)
         results["seconds_total"] = round(time.monotonic() - begun, 1)
     finally:
         broker.stop()

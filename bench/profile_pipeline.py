@@ -51,6 +51,7 @@ logger = logging.getLogger("profile")
 # Innermost frame first: the first stage whose pattern a frame contains takes the sample.
 JVM_STAGES = [
     ("json parse", ("JsonToStructs", "JacksonParser", "com.fasterxml.jackson", "JsonInferSchema")),
+    ("decimal arithmetic (BigDecimal: parse, checks, multiply, encode)", ("java.math.", "org.apache.spark.sql.types.Decimal", "scala.math.BigDecimal")),
     ("kafka read", ("org.apache.kafka.", "kafka010")),
     ("parquet write", ("org.apache.parquet.", "ParquetOutputWriter", "FileFormatDataWriter", "compress")),
     ("arrow transfer", ("org.apache.arrow.", "ArrowConverters", "ArrowWriter", "ArrowBatchStreamWriter")),
@@ -60,7 +61,7 @@ JVM_STAGES = [
                                "catalyst.trees", "SparkPlanner", "CodeGenerator", "janino", "codehaus")),
     ("py4j / python bridge", ("py4j.", "PythonRunner", "PythonForeachBatch")),
     ("checkpoint and state I/O", ("HDFSMetadataLog", "CheckpointFileManager", "org.apache.hadoop.")),
-    ("jvm (gc, jit, class loading)", ("jdk.internal.", "java.lang.ClassLoader", "sun.", "java.util.zip")),
+    ("class loading (start-up)", ("java.lang.ClassLoader", "jdk.internal.loader", "java.util.zip", "java.util.jar")),
 ]
 PY_STAGES = [
     ("collect to arrow", ("toArrow", "_collect_as_arrow", "load_stream", "pyarrow/ipc", "serializers")),
@@ -84,15 +85,17 @@ def postgres_pid(server: EmbeddedPostgres) -> int:
     return int((server.data_dir / "postmaster.pid").read_text().split()[0])
 
 
-def jvm_profile(jfr_file: Path) -> dict:
+def jvm_profile_file(jfr_file: Path) -> dict:
     """JFR execution samples per stage (executor task threads and all threads)."""
-    out = subprocess.run(["jfr", "print", "--json", "--events", "jdk.ExecutionSample", str(jfr_file)],
+    # jfr prints 5 frames per stack unless told; the stages need the frames that name them.
+    out = subprocess.run(["jfr", "print", "--json", "--stack-depth", "128", "--events", "jdk.ExecutionSample",
+                          str(jfr_file)],
                          capture_output=True, text=True, check=True).stdout
     events = json.loads(out)["recording"]["events"]
     stages, tasks, leaves = Counter(), Counter(), Counter()
     for event in events:
         values = event["values"]
-        frames = [f"{f['method']['type']['name']}.{f['method']['name']}"
+        frames = [f"{f['method']['type']['name']}.{f['method']['name']}".replace("/", ".")
                   for f in (values.get("stackTrace") or {}).get("frames", [])]
         stage = stage_of(frames, JVM_STAGES)
         stages[stage] += 1
@@ -137,13 +140,14 @@ def phases(progress: dict) -> dict:
     return result
 
 
-def profile_run(server, broker, work: Path, sent: dict, batch_rows: int, extra: dict, keep: Path | None) -> dict:
+def profile_run(server, broker, work: Path, sent: dict, batch_rows: int, extra: dict, keep: Path | None,
+                java_options: str = "") -> dict:
     url = fresh_database(server, "profile")
     env = job_env(broker.bootstrap, "profile", url, work / "job", None, LAKE_PARTITION_BY="index",
                   MAX_OFFSETS_PER_TRIGGER=str(batch_rows), **extra)
     jfr_file, py_file, progress_file = work / "job.jfr", work / "driver.txt", work / "progress.json"
     env["JAVA_TOOL_OPTIONS"] = (f"-XX:StartFlightRecording=filename={jfr_file},settings=profile,dumponexit=true "
-                                 "-XX:FlightRecorderOptions=stackdepth=512")
+                                 f"-XX:FlightRecorderOptions=stackdepth=512 {java_options}").strip()
     command = [sys.executable, "-m", "py_spy", "record", "--format", "raw", "--rate", "50", "-o", str(py_file), "--",
                sys.executable, str(ROOT / "consumer" / "consumer.py"), "--once", "--progress-file", str(progress_file)]
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
@@ -184,7 +188,7 @@ def profile_run(server, broker, work: Path, sent: dict, batch_rows: int, extra: 
     return {"rows": rows, "batch_rows": batch_rows, "settings": extra, "seconds_wall": round(seconds, 1),
             "cpu_seconds": cpu, "cpu_seconds_available": round(seconds * (os.cpu_count() or 1), 1),
             **counts, "spark_phases": phases(json.loads(progress_file.read_text())),
-            "jvm": jvm_profile(jfr_file), "python_driver": python_profile(py_file)}
+            "jvm": jvm_profile_file(jfr_file), "python_driver": python_profile(py_file)}
 
 
 def main() -> int:
@@ -193,6 +197,7 @@ def main() -> int:
     parser.add_argument("--ticks", type=int, default=60_000)
     parser.add_argument("--batch-rows", type=int, default=100_000)
     parser.add_argument("--env", action="append", default=[], metavar="K=V", help="a job setting to try")
+    parser.add_argument("--java-options", default="", help="JVM options to try (JAVA_TOOL_OPTIONS)")
     parser.add_argument("--keep", type=Path, default=None, help="copy the raw JFR and py-spy files here")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
@@ -209,7 +214,7 @@ def main() -> int:
         ensure_topic(broker.bootstrap, "profile", PARTITIONS)
         sent = produce(broker.bootstrap, "profile", args.ticks)
         results["producer"] = sent
-        results["run"] = profile_run(server, broker, work, sent, args.batch_rows, extra, args.keep)
+        results["run"] = profile_run(server, broker, work, sent, args.batch_rows, extra, args.keep, args.java_options)
     finally:
         broker.stop()
         server.stop()

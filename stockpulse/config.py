@@ -164,14 +164,6 @@ PARQUET_SINK, POSTGRES_SINK = "parquet", "postgres"
 SINKS = (PARQUET_SINK, POSTGRES_SINK)
 """The job's two sinks: each has its own query (``ticks_to_<sink>``) and checkpoint (``<CHECKPOINT_DIR>/<sink>``)."""
 
-SHARED_QUERY = "shared"
-"""``SINK_MODE=shared``: one query (``ticks_to_shared``, checkpoint ``<CHECKPOINT_DIR>/shared``)
-reads the topic once and writes both sinks."""
-
-SINK_MODES = ("separate", SHARED_QUERY)
-CHECKPOINT_NAMES = (*SINKS, SHARED_QUERY)
-"""Every checkpoint directory the job may write under ``CHECKPOINT_DIR``, whichever the mode."""
-
 
 def query_name(sink: str) -> str:
     """The streaming query that writes ``sink``: what Spark's progress reports and the heartbeat call it."""
@@ -195,11 +187,6 @@ class ConsumerSettings:
     fail_on_data_loss: bool  # FAIL_ON_DATA_LOSS
     kafka_source: str  # KAFKA_SOURCE: auto | builtin | python
     shuffle_partitions: int  # SPARK_SHUFFLE_PARTITIONS
-    sink_mode: str = "separate"  # SINK_MODE: separate (a query per sink) | shared (one query, both sinks)
-
-    def query_names(self) -> tuple[str, ...]:
-        """The checkpoint (and ``ticks_to_<name>`` query) names this mode runs."""
-        return (SHARED_QUERY,) if self.sink_mode == SHARED_QUERY else SINKS
 
     def checkpoint(self, sink: str) -> str:
         """The checkpoint location of ``sink``'s query."""
@@ -224,9 +211,6 @@ class ConsumerSettings:
         trigger = env_str(env, "TRIGGER_INTERVAL", "5 seconds")
         if not re.fullmatch(r"\d+(\.\d+)?\s*(milliseconds?|seconds?|minutes?|ms|s|m)", trigger):
             raise ConfigError(f"TRIGGER_INTERVAL={trigger!r}: use e.g. '5 seconds' or '500 milliseconds'")
-        sink_mode = env_str(env, "SINK_MODE", "separate").lower()
-        if sink_mode not in SINK_MODES:
-            raise ConfigError(f"SINK_MODE={sink_mode!r}: use {' or '.join(SINK_MODES)}")
         return cls(
             master=env_str(env, "SPARK_MASTER", "local[2]"),
             lake_path=_location(env, "LAKE_PATH", "lake/parquet"),
@@ -238,7 +222,6 @@ class ConsumerSettings:
             fail_on_data_loss=_bool(env, "FAIL_ON_DATA_LOSS", True),
             kafka_source=source,
             shuffle_partitions=env_int(env, "SPARK_SHUFFLE_PARTITIONS", 4, 1),
-            sink_mode=sink_mode,
         )
 
 

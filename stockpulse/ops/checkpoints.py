@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from stockpulse.config import SHARED_QUERY, SINKS
+from stockpulse.config import SINKS
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,4 @@ def read_progress(checkpoint_dir: Path, sink: str, topic: str) -> SinkProgress:
 
 
 def read_all(checkpoint_dir: Path, topic: str) -> list[SinkProgress]:
-    """Each sink's progress. Under ``SINK_MODE=shared`` one checkpoint speaks for both sinks: it
-    is read when it exists and the per-sink ones do not."""
-    shared = checkpoint_dir / SHARED_QUERY
-    separate = any((checkpoint_dir / sink).exists() for sink in SINKS)
-    if shared.exists() and not separate:
-        progress = read_progress(checkpoint_dir, SHARED_QUERY, topic)
-        return [SinkProgress(sink, progress.batch_id, progress.committed, progress.committed_at) for sink in SINKS]
     return [read_progress(checkpoint_dir, sink, topic) for sink in SINKS]

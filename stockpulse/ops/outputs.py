@@ -13,15 +13,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from stockpulse.config import CHECKPOINT_NAMES, PROJECT_ROOT, ConsumerSettings, PostgresSettings, local_path, redact_url
+from stockpulse.config import SINKS, PROJECT_ROOT, ConsumerSettings, PostgresSettings, local_path, redact_url
 from stockpulse.errors import ConfigError, StockPulseError
 
 logger = logging.getLogger(__name__)
 
 
 def targets(settings: ConsumerSettings) -> list[Path]:
-    """What gets deleted: the lake directory and every checkpoint directory of either sink mode (local only)."""
-    locations = [settings.lake_path, *(settings.checkpoint(name) for name in CHECKPOINT_NAMES)]
+    """What gets deleted: the lake directory and each sink's checkpoint directory (local only)."""
+    locations = [settings.lake_path, *(settings.checkpoint(sink) for sink in SINKS)]
     paths = [local_path(location) for location in locations]
     remote = [location for location, path in zip(locations, paths) if path is None]
     if remote:

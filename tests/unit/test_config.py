@@ -119,13 +119,3 @@ def test_a_state_directory_with_spaces_and_plus_signs_gives_a_url_libpq_and_sqla
     expected = "/home/me/My Projects/a+b&c%d/.state/secrets/pgpass"
     assert conninfo_to_dict(url)["passfile"] == expected
     assert make_url(sqlalchemy_url(reader_url(url))).query["passfile"] == expected
-
-
-def test_sink_mode_is_separate_unless_shared_is_asked_for():
-    from stockpulse.errors import ConfigError
-
-    assert ConsumerSettings.from_env({}).query_names() == ("parquet", "postgres")
-    shared = ConsumerSettings.from_env({"SINK_MODE": "Shared"})
-    assert shared.sink_mode == "shared" and shared.query_names() == ("shared",)
-    with pytest.raises(ConfigError, match="SINK_MODE='both'"):
-        ConsumerSettings.from_env({"SINK_MODE": "both"})

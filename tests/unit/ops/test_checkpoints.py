@@ -47,13 +47,3 @@ def test_progress_from_a_checkpoint_directory(tmp_path):
     assert progress.committed_at == (root / "commits" / "1").stat().st_mtime
     parquet = [p for p in read_all(tmp_path, TOPIC) if p.sink == "parquet"][0]
     assert (parquet.batch_id, parquet.committed, parquet.committed_at) == (None, {}, None)
-
-
-def test_a_shared_checkpoint_speaks_for_both_sinks(tmp_path):
-    root = tmp_path / "shared"
-    (root / "offsets").mkdir(parents=True)
-    (root / "commits").mkdir()
-    (root / "offsets" / "0").write_text(offset_text({"0": 7}))
-    (root / "commits" / "0").write_text("v1\n{}\n")
-    progress = read_all(tmp_path, TOPIC)
-    assert [(p.sink, p.batch_id, p.committed) for p in progress] == [("parquet", 0, {0: 7}), ("postgres", 0, {0: 7})]

@@ -9,10 +9,9 @@ from stockpulse.errors import ConfigError
 from stockpulse.ops.outputs import targets
 
 
-def test_targets_are_the_lake_and_every_checkpoint(tmp_path):
+def test_targets_are_the_lake_and_both_checkpoints(tmp_path):
     settings = ConsumerSettings.from_env({"LAKE_PATH": str(tmp_path / "lake"), "CHECKPOINT_DIR": str(tmp_path / "chk")})
-    assert targets(settings) == [tmp_path / "lake", tmp_path / "chk" / "parquet", tmp_path / "chk" / "postgres",
-                                 tmp_path / "chk" / "shared"]
+    assert targets(settings) == [tmp_path / "lake", tmp_path / "chk" / "parquet", tmp_path / "chk" / "postgres"]
 
 
 def test_a_remote_lake_is_refused():
