@@ -346,6 +346,40 @@ def versions() -> dict:
             "kafka_python": kafka.__version__, "confluent_kafka": confluent_kafka.__version__}
 
 
+def throughput(args, server, bootstrap: str, work: Path, results: dict) -> None:
+    """Producer, consume ceiling and end-to-end runs (small and large) into ``results``."""
+    ensure_topic(bootstrap, "bench_big", PARTITIONS)
+    logger.info("producing %d ticks", args.ticks)
+    results["producer"] = produce(bootstrap, "bench_big", args.ticks)
+    rows = results["producer"]["rows"]
+    results["end_to_end"] = []
+    large = None
+    if args.large_messages:
+        ensure_topic(bootstrap, "bench_large", PARTITIONS)
+        large_ticks = round(args.large_messages / ROWS_PER_TICK)
+        logger.info("producing %d ticks (~%d messages)", large_ticks, args.large_messages)
+        large = produce(bootstrap, "bench_large", large_ticks)
+        results["producer_large"] = large
+    ceiling_topic, ceiling_rows = ("bench_large", large["rows"]) if large else ("bench_big", rows)
+    results["consume_ceiling"] = [consume_confluent(bootstrap, ceiling_topic, ceiling_rows),
+                                  consume_kafka_python(bootstrap, ceiling_topic, ceiling_rows)]
+    if large:
+        logger.info("end to end, official source, %d rows", large["rows"])
+        results["end_to_end"].append(end_to_end(server, bootstrap, "bench_large", large, "official", "index",
+                                                args.batch_rows, work, "large_"))
+    for source in SOURCES:
+        logger.info("end to end, %s source, layout index (%d rows)", source, rows)
+        results["end_to_end"].append(end_to_end(server, bootstrap, "bench_big", results["producer"], source,
+                                                "index", args.batch_rows, work))
+    if args.daily_ticks:
+        ensure_topic(bootstrap, "bench_daily", PARTITIONS)
+        daily = produce(bootstrap, "bench_daily", args.daily_ticks)
+        logger.info("end to end, official source, layout index,date (%d rows)", daily["rows"])
+        results["end_to_end"].append(end_to_end(server, bootstrap, "bench_daily", daily, "official",
+                                                "index,date", max(daily["rows"] // 4, 1), work))
+    add_ceiling_shares(results)
+
+
 def main() -> int:
     logs.configure()
     parser = argparse.ArgumentParser(description="StockPulse pipeline benchmark")
@@ -355,7 +389,8 @@ def main() -> int:
     parser.add_argument("--batch-rows", type=int, default=100_000, help="maxOffsetsPerTrigger of the runs")
     parser.add_argument("--latency-seconds", type=float, default=40)
     parser.add_argument("--latency-rate", type=float, default=2_000, help="messages/s sent during the latency run")
-    parser.add_argument("--latency-trigger", default="500 milliseconds")
+    parser.add_argument("--latency-trigger", default="500 milliseconds", help="TRIGGER_INTERVAL of the latency run")
+    parser.add_argument("--only-latency", action="store_true", help="measure latency only (quick experiments)")
     parser.add_argument("--daily-ticks", type=int, default=0,
                         help="ticks for an extra index/date run, official source (0: skip; one file per row, slow)")
     args = parser.parse_args()
@@ -374,37 +409,8 @@ def main() -> int:
     try:
         server.start()
         broker.start()
-        ensure_topic(bootstrap, "bench_big", PARTITIONS)
-
-        logger.info("producing %d ticks", args.ticks)
-        results["producer"] = produce(bootstrap, "bench_big", args.ticks)
-        rows = results["producer"]["rows"]
-        results["end_to_end"] = []
-        large = None
-        if args.large_messages:
-            ensure_topic(bootstrap, "bench_large", PARTITIONS)
-            large_ticks = round(args.large_messages / ROWS_PER_TICK)
-            logger.info("producing %d ticks (~%d messages)", large_ticks, args.large_messages)
-            large = produce(bootstrap, "bench_large", large_ticks)
-            results["producer_large"] = large
-        ceiling_topic, ceiling_rows = ("bench_large", large["rows"]) if large else ("bench_big", rows)
-        results["consume_ceiling"] = [consume_confluent(bootstrap, ceiling_topic, ceiling_rows),
-                                      consume_kafka_python(bootstrap, ceiling_topic, ceiling_rows)]
-        if large:
-            logger.info("end to end, official source, %d rows", large["rows"])
-            results["end_to_end"].append(end_to_end(server, bootstrap, "bench_large", large, "official", "index",
-                                                    args.batch_rows, work, "large_"))
-        for source in SOURCES:
-            logger.info("end to end, %s source, layout index (%d rows)", source, rows)
-            results["end_to_end"].append(end_to_end(server, bootstrap, "bench_big", results["producer"], source,
-                                                    "index", args.batch_rows, work))
-        if args.daily_ticks:
-            ensure_topic(bootstrap, "bench_daily", PARTITIONS)
-            daily = produce(bootstrap, "bench_daily", args.daily_ticks)
-            logger.info("end to end, official source, layout index,date (%d rows)", daily["rows"])
-            results["end_to_end"].append(end_to_end(server, bootstrap, "bench_daily", daily, "official",
-                                                    "index,date", max(daily["rows"] // 4, 1), work))
-        add_ceiling_shares(results)
+        if not args.only_latency:
+            throughput(args, server, bootstrap, work, results)
 
         logger.info("latency at %.0f messages/s for %.0f s", args.latency_rate, args.latency_seconds)
         results["latency"] = latency(server, bootstrap, work, args.latency_seconds, args.latency_rate,
@@ -415,7 +421,7 @@ def main() -> int:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(write_results(results))
+    print(write_results(results, "latency-" if args.only_latency else ""))
     return 0
 
 
