@@ -148,16 +148,19 @@ def profile_run(server, broker, work: Path, sent: dict, batch_rows: int, extra: 
     jfr_file, py_file, progress_file = work / "job.jfr", work / "driver.txt", work / "progress.json"
     env["JAVA_TOOL_OPTIONS"] = (f"-XX:StartFlightRecording=filename={jfr_file},settings=profile,dumponexit=true "
                                  f"-XX:FlightRecorderOptions=stackdepth=512 {java_options}").strip()
-    command = [sys.executable, "-m", "py_spy", "record", "--format", "raw", "--rate", "50", "-o", str(py_file), "--",
-               sys.executable, str(ROOT / "consumer" / "consumer.py"), "--once", "--progress-file", str(progress_file)]
-    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    if py_spy:
-        command[:3] = [py_spy]
+    command = [sys.executable, str(ROOT / "consumer" / "consumer.py"), "--once", "--progress-file", str(progress_file)]
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if py_spy:  # in requirements-lock.txt; a venv without it still gets the rest of the profile
+        command = [py_spy, "record", "--format", "raw", "--rate", "50", "-o", str(py_file), "--", *command]
+    else:
+        logger.warning("py-spy not found: the Python driver is not sampled")
     server_pids = descendants(postgres_pid(server))
     broker_pids = descendants(read_pid(broker.pid_file))
     before = {"postgres": cpu_seconds(server_pids), "broker": cpu_seconds(broker_pids)}
     started = time.monotonic()
-    job = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    log_file = work / "job.log"  # a file, not a pipe: nobody reads a pipe while the job runs
+    log = log_file.open("w")
+    job = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True)
     peak: dict[str, float] = {}
     last_seen: dict[int, tuple[str, float]] = {}
     while job.poll() is None:
@@ -168,12 +171,13 @@ def profile_run(server, broker, work: Path, sent: dict, batch_rows: int, extra: 
                 last_seen[pid] = ("postgres backends", cpu_seconds([pid]))
         time.sleep(0.5)
     seconds = time.monotonic() - started
-    stderr = job.stderr.read()
+    log.close()
+    stderr = log_file.read_text(errors="replace")
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
-        for path in (jfr_file, py_file, progress_file):
-            shutil.copy(path, keep / path.name)
-        (keep / "job.log").write_text(stderr)
+        for path in (jfr_file, py_file, progress_file, log_file):
+            if path.exists():
+                shutil.copy(path, keep / path.name)
     if job.returncode != 0:
         raise SystemExit(f"the profiled job failed:\n{stderr[-3000:]}")
     for kind, used in last_seen.values():
@@ -188,7 +192,7 @@ def profile_run(server, broker, work: Path, sent: dict, batch_rows: int, extra: 
     return {"rows": rows, "batch_rows": batch_rows, "settings": extra, "seconds_wall": round(seconds, 1),
             "cpu_seconds": cpu, "cpu_seconds_available": round(seconds * (os.cpu_count() or 1), 1),
             **counts, "spark_phases": phases(json.loads(progress_file.read_text())),
-            "jvm": jvm_profile_file(jfr_file), "python_driver": python_profile(py_file)}
+            "jvm": jvm_profile_file(jfr_file), "python_driver": python_profile(py_file) if py_file.exists() else None}
 
 
 def main() -> int:

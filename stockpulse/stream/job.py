@@ -88,14 +88,19 @@ def on_this_machine(master: str) -> bool:
 JIT_OPTIONS = ("-XX:-DontCompileHugeMethods",)
 """HotSpot never JIT-compiles a method over 8,000 bytes of bytecode, and the whole-stage code
 Spark generates for the tick projection (parse, enrich, dead-letter reasons) is larger: it ran
-interpreted, 2.8x slower (measured, ``docs/performance.md``). Spark's own tuning guide names
-this flag for the case."""
+interpreted, 2.8x slower (measured, ``docs/performance.md``).
+
+Given as ``spark.{driver,executor}.defaultJavaOptions``, which Spark puts *before* the
+``extraJavaOptions``: a user's own JVM options (``--conf``, spark-defaults.conf: JAAS files, GC or
+log settings) are kept whole, and a user's ``-XX:+DontCompileHugeMethods`` there still wins."""
 
 
 def with_java_options(existing: str | None, options=JIT_OPTIONS) -> str:
-    """``existing`` JVM options with ``options`` appended unless already there (a user's own win)."""
+    """``existing`` JVM options plus ``options``, leaving out a flag ``existing`` already sets
+    either way (``-XX:+Name`` or ``-XX:-Name``)."""
     current = (existing or "").split()
-    return " ".join([*current, *(o for o in options if o not in current)])
+    named = {option.lstrip("-X:+").split("=")[0] for option in current if option.startswith("-XX:")}
+    return " ".join([*current, *(o for o in options if o.lstrip("-X:+").split("=")[0] not in named)])
 
 
 def build_session(settings: ConsumerSettings, master: str | None = None, jars: list[str] = ()):
@@ -129,11 +134,11 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        # The driver's options reach the JVM only when this process starts it (python consumer.py);
-        # under spark-submit pass them with --driver-java-options (the README says so).
-        .config("spark.driver.extraJavaOptions", with_java_options(conf.get("spark.driver.extraJavaOptions", None)))
-        .config("spark.executor.extraJavaOptions",
-                with_java_options(conf.get("spark.executor.extraJavaOptions", None)))
+        # The driver's reach the JVM only when this process starts it (python consumer.py); under
+        # spark-submit add --conf spark.driver.defaultJavaOptions=-XX:-DontCompileHugeMethods.
+        .config("spark.driver.defaultJavaOptions", with_java_options(conf.get("spark.driver.defaultJavaOptions", None)))
+        .config("spark.executor.defaultJavaOptions",
+                with_java_options(conf.get("spark.executor.defaultJavaOptions", None)))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))

@@ -21,7 +21,8 @@ def dead_letter_reason(parsed: Column, raw: Column) -> Column:
     all_missing = F.lit(True)
     for f in TICK_FIELDS:
         all_missing = all_missing & parsed[f.name].isNull()
-    reason = F.when(raw.isNull() | (F.trim(raw) == ""), F.lit("empty message"))
+    # Spaces and NULs only is empty (the text is no longer cleaned of NULs before this check).
+    reason = F.when(raw.isNull() | (F.trim(raw, F.lit(" \u0000")) == ""), F.lit("empty message"))
     reason = reason.when(all_missing, F.lit("not a JSON object with tick fields"))
     for f in required:
         reason = reason.when(

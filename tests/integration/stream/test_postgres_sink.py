@@ -15,9 +15,8 @@ What is proved, and why it matters:
   (topic, partition, offset, record timestamp): the same records under any batch id or any batch
   boundaries change nothing, while a recreated topic's record at a reused offset is new.
 
-No Spark: ``PostgresSink.write_arrow`` takes the collected Arrow table, and the one Spark-only
-step of ``__call__`` (the projection that drops payloads of valid rows) is replaced by the
-identity in the single test that calls the sink as ``foreachBatch`` does.
+No Spark: ``PostgresSink.write_arrow`` takes the collected Arrow table, and ``__call__`` gets an
+object whose ``toArrow`` returns one, as ``foreachBatch``'s DataFrame would.
 """
 
 from __future__ import annotations
@@ -207,7 +206,7 @@ def test_a_replayed_micro_batch_reports_nothing_new_and_doubles_nothing(sink, da
 
 # -- exactly-once: the record key, not the batch id ---------------------------------------------------
 
-def test_records_are_written_once_whatever_batch_id_or_batch_boundaries_carry_them(sink, database_url, monkeypatch):
+def test_records_are_written_once_whatever_batch_id_or_batch_boundaries_carry_them(sink, database_url):
     """Spark may run a batch id again after a crash, and a topic re-read after a checkpoint reset
     cuts the same records into different batches under new ids. The sink keys on the record."""
 
@@ -227,7 +226,7 @@ def test_records_are_written_once_whatever_batch_id_or_batch_boundaries_carry_th
     assert keys(database_url, "ticks_dead_letter") == [(0, 6)]
 
 
-def test_the_batch_log_line_counts_new_rows_and_hides_the_password(sink, database_url, pg_server, monkeypatch, caplog):
+def test_the_batch_log_line_counts_new_rows_and_hides_the_password(sink, database_url, pg_server, caplog):
     table = batch([tick(0), dead_letter(1, "?")])
     secret = read_passfile(pg_server.passfile)["stockpulse"]
     sink.url = database_url.replace("stockpulse@", f"stockpulse:{secret}@")

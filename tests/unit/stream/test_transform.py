@@ -71,6 +71,7 @@ def _message(**fields) -> bytes:
 
 @pytest.mark.parametrize("value, reason", [
     (b"", "empty message"),
+    (b" \x00\x00 ", "empty message"),
     (b"not json", "not a JSON object with tick fields"),
     (b'{"stream_ts": "2026-11-23T12:00:00Z", "date": "2020-01-02", "index": "HSI", "volume": 1}',
      "field 'close' is missing or not a valid number"),
@@ -93,7 +94,7 @@ def _message(**fields) -> bytes:
     (_message(index=""), "field 'index' is empty"),
     (_message(open="abc"), "field 'open' is not a valid number or is out of range"),
     (_message(high=1e308), "field 'high' is not a valid number or is out of range"),
-], ids=["empty", "not-json", "close-missing", "close-text", "close-negative", "volume-negative", "nul-index",
+], ids=["empty", "nul-and-spaces", "not-json", "close-missing", "close-text", "close-negative", "volume-negative", "nul-index",
         "5mb-index", "open-1e15", "close-1e12", "close-9-decimals", "date-year-0", "date-digits",
         "stream-ts-year-0", "stream-ts-overflow", "index-256-bytes", "index-empty", "open-text", "high-1e308"])
 def test_malformed_messages_get_a_reason_and_stay_out_of_the_lake(spark, value, reason):
@@ -131,10 +132,11 @@ def test_a_connector_given_to_spark_submit_is_not_added_twice(conf, expected):
     assert connector_submitted(conf) is expected
 
 
-def test_the_huge_method_jit_flag_joins_a_users_own_jvm_options_once():
+def test_the_huge_method_jit_flag_joins_jvm_options_once_and_never_overrides_a_choice():
     from stockpulse.stream.job import with_java_options
 
     assert with_java_options(None) == "-XX:-DontCompileHugeMethods"
     assert with_java_options("-Xss4m") == "-Xss4m -XX:-DontCompileHugeMethods"
     assert with_java_options("-XX:-DontCompileHugeMethods -Xss4m") == "-XX:-DontCompileHugeMethods -Xss4m"
+    assert with_java_options("-XX:+DontCompileHugeMethods") == "-XX:+DontCompileHugeMethods"
 
