@@ -21,9 +21,7 @@ import argparse
 import logging
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,30 +29,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_pipeline import end_to_end, produce, versions, write_results  # noqa: E402
+from bench_pipeline import end_to_end, private_services, produce, versions, write_results  # noqa: E402
 
 from stockpulse import logs  # noqa: E402
-from stockpulse.ops.services.broker import EmbeddedKafka, ensure_topic  # noqa: E402
+from stockpulse.ops.services.broker import ensure_topic  # noqa: E402
 from stockpulse.ops.services.kafka_cluster import KafkaCluster  # noqa: E402
-from stockpulse.ops.services.postgres import EmbeddedPostgres  # noqa: E402
 from stockpulse.ops.services.processes import free_port, free_port_block  # noqa: E402
 from stockpulse.ops.services.spark_cluster import SparkStandalone  # noqa: E402
 
 logger = logging.getLogger("bench")
 
 
-def main() -> int:
-    logs.configure()
-    parser = argparse.ArgumentParser(description="StockPulse: local[2] against the local cluster")
-    parser.add_argument("--ticks", type=int, default=20_000)
-    parser.add_argument("--batch-rows", type=int, default=10_000,
-                        help="maxOffsetsPerTrigger: small enough for several batches, so a steady state exists")
-    args = parser.parse_args()
-
-    work = Path(tempfile.mkdtemp(prefix="stockpulse-bench-cluster-"))
-    os.chmod(work, 0o755)
-    server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", work / "secrets" / "pgpass", database="postgres")
-    broker = EmbeddedKafka(work / "kafka", free_port(), free_port(), work / "kafka.log", work / "kafka.pid")
+def run_both(args, work: Path, server, broker) -> dict:
+    """The same replay through ``local[2]`` with ``broker`` and through the local cluster."""
     kafka = KafkaCluster(work / "cluster-kafka", free_port_block((0, 1, 2, 100, 101, 102)))
     spark = SparkStandalone(work / "cluster-spark", free_port(), free_port_block((0, 1, 2)))
     started = datetime.now(timezone.utc)
@@ -66,8 +53,6 @@ def main() -> int:
                                  "worker_memory": spark.worker_memory, "kafka_nodes": 3, "replication": 3,
                                  "partitions": kafka.partitions}}
     try:
-        server.start()
-        broker.start()
         kafka.start()
         spark.start()
         setups = {
@@ -91,9 +76,19 @@ def main() -> int:
     finally:
         spark.stop()
         kafka.stop()
-        broker.stop()
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def main() -> int:
+    logs.configure()
+    parser = argparse.ArgumentParser(description="StockPulse: local[2] against the local cluster")
+    parser.add_argument("--ticks", type=int, default=20_000)
+    parser.add_argument("--batch-rows", type=int, default=10_000,
+                        help="maxOffsetsPerTrigger: small enough for several batches, so a steady state exists")
+    args = parser.parse_args()
+
+    with private_services("stockpulse-bench-cluster-") as (work, server, broker):
+        results = run_both(args, work, server, broker)
 
     print(write_results(results, "cluster-"))
     return 0

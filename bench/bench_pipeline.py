@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -329,6 +330,25 @@ def add_ceiling_shares(results: dict) -> None:
         run["wall_share_of_consume_ceiling"] = round(run["rows_per_s_wall"] / ceiling, 4)
 
 
+@contextmanager
+def private_services(prefix: str):
+    """``(work, server, broker)``: a temporary directory with an embedded PostgreSQL and Kafka node
+    on free ports, both started; stopped and the directory removed on the way out, so a running
+    ``make up`` is never touched."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)
+    server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", work / "secrets" / "pgpass", database="postgres")
+    broker = EmbeddedKafka(work / "kafka", free_port(), free_port(), work / "kafka.log", work / "kafka.pid")
+    try:
+        server.start()
+        broker.start()
+        yield work, server, broker
+    finally:
+        broker.stop()
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def write_results(results: dict, prefix: str = "") -> str:
     """Keep ``results`` as ``bench/results/<prefix><start time>.json`` and ``<prefix>latest.json``."""
     out_dir = ROOT / "bench" / "results"
@@ -397,31 +417,19 @@ def main() -> int:
                         help="ticks for an extra index/date run, official source (0: skip; one file per row, slow)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="stockpulse-bench-"))
-    os.chmod(work, 0o755)
-    server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", work / "secrets" / "pgpass", database="postgres")
-    broker = EmbeddedKafka(work / "kafka", free_port(), free_port(), work / "kafka.log", work / "kafka.pid")
-    bootstrap = broker.bootstrap
     begun = time.monotonic()
     started = datetime.now(timezone.utc)
     results: dict = {"started": started.isoformat(timespec="seconds"), "date": started.date().isoformat(),
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "platform": platform.platform()},
                      "versions": versions()}
-    try:
-        server.start()
-        broker.start()
+    with private_services("stockpulse-bench-") as (work, server, broker):
         if not args.only_latency:
-            throughput(args, server, bootstrap, work, results)
-
+            throughput(args, server, broker.bootstrap, work, results)
         logger.info("latency at %.0f messages/s for %.0f s", args.latency_rate, args.latency_seconds)
-        results["latency"] = latency(server, bootstrap, work, args.latency_seconds, args.latency_rate,
+        results["latency"] = latency(server, broker.bootstrap, work, args.latency_seconds, args.latency_rate,
                                      args.latency_trigger)
         results["seconds_total"] = round(time.monotonic() - begun, 1)
-    finally:
-        broker.stop()
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
     print(write_results(results, "latency-" if args.only_latency else ""))
     return 0

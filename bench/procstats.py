@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from stockpulse.ops.services.processes import command_line
+
 
 def _stat_fields(pid: int) -> list[str] | None:
     """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces)."""
@@ -47,16 +49,9 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def command_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def kind_of(pid: int) -> str:
     """What a process under the job is: the Spark JVM, the Python driver, or a Python worker."""
-    argv = command_of(pid).split(" ")
+    argv = command_line(pid) or []
     if argv and argv[0].endswith("java"):
         return "spark jvm"
     if any(arg.endswith("consumer.py") for arg in argv):

@@ -28,7 +28,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -38,13 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from procstats import cpu_seconds, descendants, kind_of  # noqa: E402
-from bench_pipeline import PARTITIONS, count_lake_rows, count_rows, fresh_database, job_env, produce, versions, \
-    write_results  # noqa: E402
+from bench_pipeline import PARTITIONS, count_lake_rows, count_rows, fresh_database, job_env, private_services, \
+    produce, versions, write_results  # noqa: E402
 
 from stockpulse import logs  # noqa: E402
-from stockpulse.ops.services.broker import EmbeddedKafka, ensure_topic  # noqa: E402
+from stockpulse.ops.services.broker import ensure_topic  # noqa: E402
 from stockpulse.ops.services.postgres import EmbeddedPostgres  # noqa: E402
-from stockpulse.ops.services.processes import free_port, read_pid  # noqa: E402
+from stockpulse.ops.services.processes import read_pid  # noqa: E402
 
 logger = logging.getLogger("profile")
 
@@ -206,23 +205,13 @@ def main() -> int:
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
 
-    work = Path(tempfile.mkdtemp(prefix="stockpulse-profile-"))
-    os.chmod(work, 0o755)
-    server = EmbeddedPostgres(work / "pg", free_port(), work / "pg.log", work / "secrets" / "pgpass", database="postgres")
-    broker = EmbeddedKafka(work / "kafka", free_port(), free_port(), work / "kafka.log", work / "kafka.pid")
     started = datetime.now(timezone.utc)
     results: dict = {"started": started.isoformat(timespec="seconds"), "versions": versions()}
-    try:
-        server.start()
-        broker.start()
+    with private_services("stockpulse-profile-") as (work, server, broker):
         ensure_topic(broker.bootstrap, "profile", PARTITIONS)
         sent = produce(broker.bootstrap, "profile", args.ticks)
         results["producer"] = sent
         results["run"] = profile_run(server, broker, work, sent, args.batch_rows, extra, args.keep, args.java_options)
-    finally:
-        broker.stop()
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
     print(write_results(results, "profile-"))
     return 0
 
