@@ -51,6 +51,19 @@ CREATE TABLE IF NOT EXISTS stockpulse_quality_checks (
     checked_at    TIMESTAMPTZ  NOT NULL DEFAULT now()
 );
 
+-- == Lakehouse jobs: when compaction and dbt last ran (stockpulse/ops/job_runs.py) ==========
+-- One row per run of a batch job; the dashboard's pipeline panel shows the latest of each.
+CREATE TABLE IF NOT EXISTS stockpulse_job_runs (
+    id           BIGSERIAL    PRIMARY KEY,
+    job          TEXT         NOT NULL,              -- 'lake_compaction' | 'dbt_build'
+    started_at   TIMESTAMPTZ  NOT NULL DEFAULT now(),
+    finished_at  TIMESTAMPTZ,                        -- NULL while running (or killed)
+    status       TEXT         NOT NULL,              -- 'running' | 'success' | 'failed'
+    summary      JSONB        NOT NULL DEFAULT '{}', -- what the run did, e.g. files and rows moved
+    error        TEXT                                -- one line, when failed
+);
+CREATE INDEX IF NOT EXISTS stockpulse_job_runs_job_idx ON stockpulse_job_runs (job, started_at);
+
 -- == Dashboard: read-only role (issue 4) ======================================================
 -- The dashboard connects as stockpulse_reader, which may SELECT and nothing else, so a bug in the
 -- page cannot change data. Idempotent, and safe on a managed server where CREATE ROLE is not
@@ -83,7 +96,7 @@ BEGIN
     END IF;
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO stockpulse_reader', current_database());
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO stockpulse_reader', current_schema());
-    GRANT SELECT ON ticks_raw, ticks_dead_letter TO stockpulse_reader;
+    GRANT SELECT ON ticks_raw, ticks_dead_letter, stockpulse_job_runs TO stockpulse_reader;
     EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO stockpulse_reader', current_schema());
 EXCEPTION
     WHEN insufficient_privilege THEN

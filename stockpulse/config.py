@@ -226,6 +226,25 @@ class ConsumerSettings:
 
 
 @dataclass(frozen=True)
+class LakehouseSettings:
+    """Where the lake's later layers live: the compacted zone and the dbt marts (issue 14)."""
+
+    raw_path: str  # LAKE_PATH: the raw zone the streaming job writes
+    compacted_path: str  # LAKE_COMPACTED_PATH: the compaction job's output, read by dbt
+    min_age_seconds: int  # COMPACTION_MIN_AGE_SECONDS: a partition this quiet is closed
+    analytics_db: Path  # ANALYTICS_DUCKDB: the DuckDB file dbt builds the marts in
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "LakehouseSettings":
+        return cls(
+            raw_path=_location(env, "LAKE_PATH", "lake/parquet"),
+            compacted_path=_location(env, "LAKE_COMPACTED_PATH", "lake/compacted"),
+            min_age_seconds=env_int(env, "COMPACTION_MIN_AGE_SECONDS", 600),
+            analytics_db=_path(env, "ANALYTICS_DUCKDB", "lake/analytics.duckdb"),
+        )
+
+
+@dataclass(frozen=True)
 class ProducerSettings:
     """How ``make up`` runs the producer (by hand, its command-line options say the same)."""
 
