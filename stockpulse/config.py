@@ -232,6 +232,7 @@ class LakehouseSettings:
     raw_path: str  # LAKE_PATH: the raw zone the streaming job writes
     compacted_path: str  # LAKE_COMPACTED_PATH: the compaction job's output, read by dbt
     min_age_seconds: int  # COMPACTION_MIN_AGE_SECONDS: a partition this quiet is closed
+    delete_grace_seconds: int  # COMPACTION_DELETE_GRACE_SECONDS: compacted raw files are deleted this much later
     analytics_db: Path  # ANALYTICS_DUCKDB: the DuckDB file dbt builds the marts in
 
     @classmethod
@@ -240,6 +241,7 @@ class LakehouseSettings:
             raw_path=_location(env, "LAKE_PATH", "lake/parquet"),
             compacted_path=_location(env, "LAKE_COMPACTED_PATH", "lake/compacted"),
             min_age_seconds=env_int(env, "COMPACTION_MIN_AGE_SECONDS", 600),
+            delete_grace_seconds=env_int(env, "COMPACTION_DELETE_GRACE_SECONDS", 300),
             analytics_db=_path(env, "ANALYTICS_DUCKDB", "lake/analytics.duckdb"),
         )
 
