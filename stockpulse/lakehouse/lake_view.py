@@ -18,12 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from stockpulse.config import LakehouseSettings, child
 from stockpulse.lakehouse import compaction_plan as cp
-from stockpulse.lakehouse.compaction import committed_raw, entries, open_zone
-from stockpulse.lakehouse.tables import STORED_SCHEMA, normalise, with_partition_values
+from stockpulse.lakehouse.compaction import committed_raw, entries, open_zone, read_files
 from stockpulse.schema import STORED_FIELDS
 
 
@@ -49,13 +47,9 @@ def plan(settings: LakehouseSettings, env: Mapping[str, str] = os.environ) -> La
 def read_arrow(settings: LakehouseSettings, env: Mapping[str, str] = os.environ) -> pa.Table:
     """The whole lake as one Arrow table in the stored schema (for tests and small lakes)."""
     files = plan(settings, env)
-    raw = open_zone(settings.raw_path, env)
-    out = open_zone(settings.compacted_path, env)
-    tables = [normalise(with_partition_values(pq.read_table(raw.path(p), filesystem=raw.fs), cp.partition_of(p)))
-              for p in files.raw]
-    tables += [normalise(with_partition_values(pq.read_table(out.path(p), filesystem=out.fs), unit))
-               for p, unit in files.compacted]
-    return pa.concat_tables(tables) if tables else STORED_SCHEMA.empty_table()
+    tables = [read_files(open_zone(settings.raw_path, env), files.raw),
+              read_files(open_zone(settings.compacted_path, env), [p for p, _ in files.compacted])]
+    return pa.concat_tables(tables)
 
 
 def duckdb_location(location: str) -> str:

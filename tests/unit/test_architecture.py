@@ -1,8 +1,8 @@
 """The package's layers, checked on its imports (docs/architecture.md draws the same picture).
 
-- the **floor** (``schema``, ``config``, ``db``, ``errors``, ``logs``, ``locks``, ``jars``,
+- the **floor** (``schema``, ``config``, ``db``, ``errors``, ``logs``, ``locks``, ``jars``, ``job_runs``,
   ``kafka_offsets``) imports nothing above it;
-- each **stage** (``replay``, ``stream``, ``dashboard``) imports the floor and itself, never another
+- each **stage** (``replay``, ``stream``, ``dashboard``, ``lakehouse``) imports the floor and itself, never another
   stage and never ``ops``;
 - **ops** may import anything below it; nothing imports a CLI (``ops.stack``, ``stream.cli``,
   ``replay.cli``): entry points drive them, not the other way round;
@@ -19,8 +19,8 @@ import pytest
 from stockpulse.config import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "stockpulse"
-FLOOR = {"schema", "config", "db", "errors", "logs", "locks", "jars", "kafka_offsets"}
-STAGES = {"replay", "stream", "dashboard"}
+FLOOR = {"schema", "config", "db", "errors", "logs", "locks", "jars", "kafka_offsets", "job_runs"}
+STAGES = {"replay", "stream", "dashboard", "lakehouse"}
 CLIS = {"stockpulse.ops.stack", "stockpulse.stream.cli", "stockpulse.replay.cli",
         "stockpulse.ops.services.airflow_standalone", "stockpulse.ops.cluster"}
 
