@@ -109,3 +109,23 @@ def quality_task(run_id: str | None, settle: float = 30.0) -> dict:
         raise QualityViolations(f"{len(found)} data-quality checks failed on {result['rows_checked']} rows: "
                                 + "; ".join(found))
     return result
+
+
+def compaction_task() -> dict:
+    """One pass of the lake compaction (``lake_compaction`` DAG), under its lock, recorded."""
+    from stockpulse.config import LakehouseSettings
+    from stockpulse.lakehouse.compaction import run_locked
+
+    return run_locked(StackSettings.from_env(), LakehouseSettings.from_env())
+
+
+def dbt_task() -> dict:
+    """``dbt build`` of the marts over the compacted zone. Returns ``{"skipped": reason}`` while the
+    zone is still empty (nothing closed yet), so a young lake is not a red run."""
+    from stockpulse.lakehouse.dbt_build import CompactedZoneEmpty, run_build
+
+    try:
+        return run_build()
+    except CompactedZoneEmpty as exc:
+        logger.info("dbt build skipped: %s", exc)
+        return {"skipped": str(exc)}

@@ -24,6 +24,7 @@ from stockpulse.ops.services import processes
 logger = logging.getLogger(__name__)
 
 DAG_ID = "stockpulse_pipeline"
+COMPACTION_DAG_ID = "lake_compaction"
 DAGS_FOLDER = PROJECT_ROOT / "airflow" / "dags"
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 
@@ -164,8 +165,8 @@ def wait_until(condition, timeout: float, what: str, log: Path | None = None, in
 
 
 def start_standalone(airflow_home: Path, api_port: int, base_env: Mapping[str, str], pid_file: Path,
-                     log_file: Path, timeout: float = 300.0) -> Client:
-    """Start ``airflow standalone`` detached (idempotent), wait for health, unpause the DAG."""
+                     log_file: Path, timeout: float = 300.0, dags: tuple[str, ...] = (DAG_ID,)) -> Client:
+    """Start ``airflow standalone`` detached (idempotent), wait for health, unpause ``dags``."""
     env = airflow_env(base_env, airflow_home, api_port)
     seed_admin_password(airflow_home)
     # standalone without its log servers, which would listen on every interface (see that module)
@@ -180,8 +181,10 @@ def start_standalone(airflow_home: Path, api_port: int, base_env: Mapping[str, s
 
     wait_until(alive_and_healthy, timeout, "Airflow did not report healthy", log_file)
     wait_until(lambda: admin_password(airflow_home) is not None, timeout, "no admin password was generated", log_file)
-    wait_until(client.unpause, timeout, f"DAG {DAG_ID} did not appear (check import errors in the UI)", log_file)
-    logger.info("Airflow is up at %s; %s unpaused", client.url, DAG_ID)
+    for dag_id in dags:
+        wait_until(lambda: client.unpause(dag_id), timeout,
+                   f"DAG {dag_id} did not appear (check import errors in the UI)", log_file)
+    logger.info("Airflow is up at %s; %s unpaused", client.url, ", ".join(dags))
     return client
 
 
@@ -194,8 +197,10 @@ def _log_file(s: StackSettings) -> Path:
 
 
 def start(s: StackSettings) -> None:
-    """Start Airflow detached with the stack's environment (idempotent)."""
-    start_standalone(home(s), port(), processes.job_env(), _pid_file(s), _log_file(s))
+    """Start Airflow detached with the stack's environment (idempotent); both DAGs run on their
+    schedules (the tests start Airflow with only the pipeline's DAG unpaused)."""
+    start_standalone(home(s), port(), processes.job_env(), _pid_file(s), _log_file(s),
+                     dags=(DAG_ID, COMPACTION_DAG_ID))
 
 
 def stop(s: StackSettings) -> bool:
@@ -208,5 +213,5 @@ def running(s: StackSettings) -> bool:
 
 
 def describe(s: StackSettings) -> str:
-    return (f"UI {base_url(port())} (DAG {DAG_ID}), user admin, password in "
+    return (f"UI {base_url(port())} (DAGs {DAG_ID}, {COMPACTION_DAG_ID}), user admin, password in "
             f"{home(s) / PASSWORD_FILE}, log {_log_file(s)}")

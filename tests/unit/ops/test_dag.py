@@ -57,3 +57,12 @@ def test_the_health_wait_a_user_may_choose_fits_in_the_health_task(dagbag):
     schema = dag.params.get_param("health_timeout_seconds").schema
     assert schema["maximum"] < dag.get_task("health_report").execution_timeout.total_seconds()
     assert schema["minimum"] <= dag.params["health_timeout_seconds"] <= schema["maximum"]
+
+
+def test_lake_compaction_dag_compacts_then_builds_the_marts(dagbag):
+    dag = dagbag.dags["lake_compaction"]
+    assert sorted(t.task_id for t in dag.tasks) == ["compact", "dbt_build"]
+    assert dag.get_task("dbt_build").upstream_task_ids == {"compact"}
+    assert dag.catchup is False and dag.max_active_runs == 1 and dag.schedule is not None
+    assert all(t.execution_timeout is not None for t in dag.tasks)
+    assert "lake_compaction" in dag.doc_md
