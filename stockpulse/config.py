@@ -349,6 +349,112 @@ class ClusterSettings:
         )
 
 
+def is_s3a(location: str) -> bool:
+    """True for an ``s3a://`` location (the S3 scheme Hadoop's S3A connector serves)."""
+    return urlparse(str(location)).scheme.lower() == "s3a"
+
+
+def bucket_key(location: str, encoded: bool = False) -> str:
+    """``s3a://bucket/some/key/`` -> ``bucket/some/key``, the path pyarrow's S3 filesystem uses.
+
+    A location a user typed is taken literally, as Hadoop takes it; ``encoded`` is for URIs Hadoop
+    wrote itself (the sink log's entries), whose ``%`` escapes must be undone to find the key.
+    """
+    parsed = urlparse(location)
+    if not parsed.netloc:
+        raise ConfigError(f"{location}: an S3 location needs a bucket (s3a://bucket/prefix)")
+    return f"{parsed.netloc}{unquote(parsed.path) if encoded else parsed.path}".rstrip("/")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where S3 is and who we are there, from the variables every AWS tool reads, so one exported
+    set serves Spark's S3A, pyarrow, DuckDB and the AWS CLI alike. Keys unset: each client's default
+    chain (instance profile, ``~/.aws``) finds them. The secret never shows in a repr or a log line."""
+
+    region: str = "us-east-1"  # AWS_REGION, else AWS_DEFAULT_REGION
+    endpoint_url: str | None = None  # AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL: an S3-compatible store
+    access_key: str | None = None  # AWS_ACCESS_KEY_ID
+    secret_key: str | None = field(default=None, repr=False)  # AWS_SECRET_ACCESS_KEY
+    session_token: str | None = field(default=None, repr=False)  # AWS_SESSION_TOKEN (temporary keys)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "S3Settings":
+        def get(name: str) -> str | None:
+            return (env.get(name) or "").strip() or None
+
+        endpoint_name = "AWS_ENDPOINT_URL_S3" if get("AWS_ENDPOINT_URL_S3") else "AWS_ENDPOINT_URL"
+        endpoint = get(endpoint_name)
+        if endpoint and (urlparse(endpoint).scheme not in ("http", "https") or not urlparse(endpoint).hostname):
+            raise ConfigError(f"{endpoint_name}={endpoint!r}: use a URL such as http://127.0.0.1:8333")
+        access_key, secret_key = get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")
+        if bool(access_key) != bool(secret_key):
+            missing = "AWS_SECRET_ACCESS_KEY" if access_key else "AWS_ACCESS_KEY_ID"
+            raise ConfigError(f"{missing} is unset while its partner is set: set both, or neither")
+        return cls(get("AWS_REGION") or get("AWS_DEFAULT_REGION") or "us-east-1",
+                   endpoint.rstrip("/") if endpoint else None, access_key, secret_key, get("AWS_SESSION_TOKEN"))
+
+    @property
+    def secure(self) -> bool:
+        """TLS unless the endpoint says ``http://`` (AWS itself is always https)."""
+        return self.endpoint_url is None or urlparse(self.endpoint_url).scheme == "https"
+
+    def describe(self) -> str:
+        """For a log line: where, which region, whose keys; never the secret."""
+        keys = f"access key {self.access_key[:4]}..." if self.access_key else "the default credential chain"
+        return f"{self.endpoint_url or 'AWS'}, region {self.region}, {keys}"
+
+    def pyarrow_options(self) -> dict:
+        """Keyword arguments of ``pyarrow.fs.S3FileSystem``: path-style at an endpoint, and bounded
+        waits (pyarrow's default is none: a store that stopped answering would hang its caller)."""
+        options: dict = {"region": self.region, "connect_timeout": 10.0, "request_timeout": 60.0}
+        if self.endpoint_url:
+            parsed = urlparse(self.endpoint_url)
+            options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme, force_virtual_addressing=False)
+        if self.access_key:
+            options.update(access_key=self.access_key, secret_key=self.secret_key)
+            if self.session_token:
+                options["session_token"] = self.session_token
+        return options
+
+
+LAKE_STORES = ("local", "s3")
+S3_LAKE_BUCKET = "stockpulse"
+S3_LAKE_LOCATIONS = {"LAKE_PATH": f"s3a://{S3_LAKE_BUCKET}/lake/parquet",
+                     "LAKE_COMPACTED_PATH": f"s3a://{S3_LAKE_BUCKET}/lake/compacted"}
+S3_LAKE_CHECKPOINT_DIR = "chk/s3"
+"""``LAKE_STORE=s3``'s checkpoints, local as ever: a checkpoint names the batches its lake holds,
+so a new lake with the old checkpoints would miss every row those batches wrote (``cluster.env``
+keeps its own for the same reason)."""
+
+
+@dataclass(frozen=True)
+class LakeStoreSettings:
+    """``LAKE_STORE=s3``: ``make up`` runs SeaweedFS on loopback and keeps the lake in its bucket.
+
+    A ``LAKE_PATH`` that is already ``s3a://`` (other than the embedded store's own, which ``make
+    up`` exports to what it starts) names a store of the user's (AWS, MinIO, ...), reached with the
+    AWS variables: then nothing is started.
+    """
+
+    store: str  # LAKE_STORE: local | s3
+    seaweedfs_port: int  # SEAWEEDFS_PORT: its S3 API; its other servers on the next four ports, gRPC +10000
+    embedded: bool  # LAKE_STORE=s3 and LAKE_PATH not another s3a:// store: the project runs SeaweedFS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "LakeStoreSettings":
+        store = env_str(env, "LAKE_STORE", "local").lower()
+        if store not in LAKE_STORES:
+            raise ConfigError(f"LAKE_STORE={store!r}: use {' or '.join(LAKE_STORES)}")
+        port = env_int(env, "SEAWEEDFS_PORT", 8333, 1)
+        if port + 4 + 10_000 > 65_535:
+            raise ConfigError(f"SEAWEEDFS_PORT={port}: SeaweedFS also takes the next four ports and each one "
+                              "+10000 (gRPC); use a port below 55531")
+        lake = _location(env, "LAKE_PATH", "lake/parquet")
+        users_store = lake.lower().startswith("s3a://") and lake != S3_LAKE_LOCATIONS["LAKE_PATH"]
+        return cls(store, port, store == "s3" and not users_store)
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Every setting of the stack, read once by an entry point (``make up``, a DAG task, the job)

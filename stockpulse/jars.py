@@ -1,4 +1,5 @@
-"""JVM dependencies from the Maven registry: the Apache Kafka broker and Spark's Kafka connector.
+"""JVM dependencies from the Maven registry: the Apache Kafka broker, Spark's Kafka connector and
+Hadoop's S3A filesystem (for ``s3a://`` lakes).
 
 Why Maven and not ``spark-submit --packages`` alone: the same resolver serves both the broker
 (which Spark's Ivy cannot start) and the connector, honours the machine's Maven settings (a
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 JVM_DIR = PROJECT_ROOT / "jvm"
 KAFKA_BROKER = "kafka-broker"
 SPARK_KAFKA = "spark-kafka"
+HADOOP_AWS = "hadoop-aws"
+BUNDLES = (KAFKA_BROKER, SPARK_KAFKA, HADOOP_AWS)
 RESOLVE_TIMEOUT_SECONDS = 900
 _COMPLETE = ".complete"
 _VERSIONED = re.compile(r"^(?P<name>.+?)-\d+\.\d+[\w.]*(?:-[\w.]+)?\.jar$")  # name-1.2.3[-qualifier].jar
@@ -154,6 +157,17 @@ def spark_kafka_jars(root: Path | None = None) -> list[Path]:
     return [jar for jar in resolve(SPARK_KAFKA, root) if artifact_name(jar.name) not in shipped]
 
 
+def hadoop_aws_jars(root: Path | None = None) -> list[Path]:
+    """S3A and the AWS SDK bundle, without anything pyspark already ships (its Hadoop client)."""
+    shipped = pyspark_jar_names()
+    return [jar for jar in resolve(HADOOP_AWS, root) if artifact_name(jar.name) not in shipped]
+
+
+def hadoop_aws_package() -> str:
+    """The ``--packages`` coordinate of S3A matching pyspark's Hadoop (for spark-submit)."""
+    return f"org.apache.hadoop:hadoop-aws:{pinned_version(HADOOP_AWS, 'hadoop-aws')}"
+
+
 def spark_kafka_package() -> str:
     """The ``--packages`` coordinate of the connector matching the pinned pyspark."""
     return f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pinned_version(SPARK_KAFKA, 'spark-sql-kafka-0-10_2.13')}"
@@ -167,7 +181,7 @@ def main() -> int:
 
     logs.configure()
     try:
-        for bundle in (KAFKA_BROKER, SPARK_KAFKA):
+        for bundle in BUNDLES:
             found = resolve(bundle)
             print(f"{bundle}: {len(found)} jars in {found[0].parent}")
     except ServiceError as exc:

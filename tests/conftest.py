@@ -94,6 +94,21 @@ def topic(broker):
     return name
 
 
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory):
+    """SeaweedFS (``weed mini``, S3 API with a generated key pair, bucket ``stockpulse``) on free
+    loopback ports for the whole session; yields the server object (``client_env()``: AWS_*)."""
+    from stockpulse.ops.services.processes import free_port_block
+    from stockpulse.ops.services.seaweedfs import SeaweedFS, all_ports
+
+    home = tmp_path_factory.mktemp("seaweedfs")
+    server = SeaweedFS(home / "data", free_port_block(tuple(all_ports(0)), stop=50_000),
+                       home / "secrets" / "seaweedfs-s3.json", home / "seaweedfs.log", home / "seaweedfs.pid")
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def pipeline_env(broker, topic, database_url, tmp_path):
     """Environment for running the producer and consumer as real processes against test services."""

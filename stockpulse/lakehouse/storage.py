@@ -1,8 +1,8 @@
 """Open a lake location (local path or ``s3a://`` URI) as a pyarrow filesystem and a path in it.
 
 pyarrow's filesystems give the compaction job, the lake view and the lake's tidy-up one API for
-local disk and S3 alike. S3 settings come from the standard AWS variables, read by the same pure
-mapping the Spark job turns into ``fs.s3a.*`` (:mod:`stockpulse.stream.s3`), so the job and every
+local disk and S3 alike. S3 settings come from the standard AWS variables, read by the same
+:class:`stockpulse.config.S3Settings` the Spark job turns into ``fs.s3a.*``, so the job and every
 pyarrow reader always agree on the endpoint, the keys and the region: AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL (an S3-compatible store such as SeaweedFS; path-style
 addressing then) and AWS_REGION.
@@ -16,23 +16,17 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow.fs as pafs
 
+from stockpulse.config import S3Settings, bucket_key
 from stockpulse.errors import ConfigError
-from stockpulse.stream.s3 import S3Access, bucket_key, pyarrow_options
 
 S3_SCHEMES = ("s3a", "s3", "s3n")
 """Spellings of S3 a location may use: Hadoop's s3a (the one Spark writes here) and the older ones
 that name the same bucket and key."""
 
-CONNECT_TIMEOUT_SECONDS = 10.0
-REQUEST_TIMEOUT_SECONDS = 60.0
-"""pyarrow's S3 client waits without limit by default: a store that stopped answering would hang
-the caller (a DAG task, the job's start) instead of failing with the endpoint's name."""
-
 
 def s3_options(env: Mapping[str, str]) -> dict:
     """Keyword arguments of :class:`pyarrow.fs.S3FileSystem` from the AWS variables."""
-    return {**pyarrow_options(S3Access.from_env(env)),
-            "connect_timeout": CONNECT_TIMEOUT_SECONDS, "request_timeout": REQUEST_TIMEOUT_SECONDS}
+    return S3Settings.from_env(env).pyarrow_options()
 
 
 def split_location(location: str) -> tuple[str, str]:

@@ -49,6 +49,57 @@ def embedded_postgres(s: StackSettings):
                             s.postgres.passfile)
 
 
+# -- the lake's S3 store (LAKE_STORE=s3) ---------------------------------------------------------
+def embedded_seaweedfs(s: StackSettings):
+    from stockpulse.config import LakeStoreSettings
+    from stockpulse.ops.services.seaweedfs import SeaweedFS
+
+    return SeaweedFS(s.state_dir / "seaweedfs", LakeStoreSettings.from_env().seaweedfs_port,
+                     s.paths.secrets / "seaweedfs-s3.json", _log_file(s, "seaweedfs"), _pid_file(s, "seaweedfs"))
+
+
+def with_lake_store(s: StackSettings, keys: bool = False) -> StackSettings:
+    """Under ``LAKE_STORE=s3`` (and a LAKE_PATH not already ``s3a://``), the stack's settings and the
+    environment of everything it starts point the lake at the embedded SeaweedFS: the lake and
+    the compacted zone in its bucket, the checkpoints local in their own directory, and (``keys``,
+    for ``up``) the AWS variables with its key pair. Otherwise ``s`` unchanged."""
+    import os
+
+    from stockpulse.config import S3_LAKE_CHECKPOINT_DIR, S3_LAKE_LOCATIONS, LakeStoreSettings
+
+    if not LakeStoreSettings.from_env().embedded:
+        return s
+    os.environ.update(S3_LAKE_LOCATIONS)
+    if not os.environ.get("CHECKPOINT_DIR", "").strip():
+        os.environ["CHECKPOINT_DIR"] = S3_LAKE_CHECKPOINT_DIR
+    if keys:
+        os.environ.update(embedded_seaweedfs(s).client_env())
+    return StackSettings.from_env()
+
+
+def _start_seaweedfs(s: StackSettings) -> None:
+    from stockpulse.config import LakeStoreSettings
+
+    if LakeStoreSettings.from_env().embedded:
+        embedded_seaweedfs(s).start()
+
+
+def _seaweedfs_running(s: StackSettings) -> bool:
+    return embedded_seaweedfs(s).is_running()
+
+
+def _describe_seaweedfs(s: StackSettings) -> str:
+    store = embedded_seaweedfs(s)
+    return f"{store.endpoint}, bucket {store.bucket} (S3 API, keys in {store.identities}; data in {store.data_dir})"
+
+
+def _seaweedfs_relevant(s: StackSettings) -> bool:
+    """Shown by ``make status`` under LAKE_STORE=s3, or while it runs anyway."""
+    from stockpulse.config import LakeStoreSettings
+
+    return LakeStoreSettings.from_env().embedded or _seaweedfs_running(s)
+
+
 # -- PostgreSQL -------------------------------------------------------------------------------
 def _start_postgres(s: StackSettings) -> None:
     from stockpulse.db import apply_init_sql
@@ -166,6 +217,8 @@ def _detached(name: str) -> tuple[Callable[[StackSettings], bool], Callable[[Sta
 _producer_stop, _producer_running = _detached("producer")
 
 SERVICES: list[Service] = [
+    Service("seaweedfs", True, _start_seaweedfs, lambda s: embedded_seaweedfs(s).stop(), _describe_seaweedfs,
+            _seaweedfs_running),
     Service("postgres", True, _start_postgres, _stop_postgres,
             lambda s: f"{redact_url(s.postgres.url)}" + (" (embedded)" if s.postgres.embedded else " (external)"),
             _postgres_running),
@@ -182,6 +235,7 @@ SERVICES: list[Service] = [
 
 
 def up(s: StackSettings, infrastructure_only: bool = False) -> None:
+    s = with_lake_store(s, keys=True)
     for service in SERVICES:
         if infrastructure_only and not service.infrastructure:
             continue
@@ -204,6 +258,8 @@ def status_text(s: StackSettings, infrastructure_only: bool = False) -> str:
     for service in SERVICES:
         if infrastructure_only and not service.infrastructure:
             continue
+        if service.name == "seaweedfs" and not _seaweedfs_relevant(s):
+            continue  # LAKE_STORE=local: nothing to say
         state = "running" if service.running(s) else "stopped"
         lines.append(f"  {service.name:<10} {state:<8} {service.describe(s)}")
     return "\n".join(lines)
@@ -214,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "services", "status"])
     args = parser.parse_args(argv)
     try:
-        settings = StackSettings.from_env()
+        settings = with_lake_store(StackSettings.from_env())
         if args.command == "up":
             up(settings)
         elif args.command == "services":

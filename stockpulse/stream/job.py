@@ -76,6 +76,64 @@ def connector_jars(wanted: str, conf=None) -> list[str]:
         return []
 
 
+def s3a_locations(settings: ConsumerSettings) -> list[str]:
+    """The job's locations on ``s3a://`` (the lake, the checkpoints): S3A is needed iff any."""
+    from stockpulse.config import is_s3a
+
+    return [location for location in (settings.lake_path, settings.checkpoint_dir) if is_s3a(location)]
+
+
+def s3a_jars(conf) -> list[str]:
+    """Hadoop's S3A and the AWS SDK, resolved from the Maven registry once (:mod:`stockpulse.jars`);
+    empty when spark-submit was given them, or when it runs the JVM already (then the cluster's
+    own classpath must have S3A, as EMR's or Dataproc's has)."""
+    from stockpulse.errors import ConfigError, ServiceError
+    from stockpulse.jars import hadoop_aws_jars, hadoop_aws_package
+
+    named = ",".join(conf.get(key, "") or "" for key in ("spark.jars.packages", "spark.jars",
+                                                          "spark.driver.extraClassPath"))
+    if "hadoop-aws" in named:
+        return []
+    if conf.contains("spark.app.id") or "PYSPARK_GATEWAY_PORT" in os.environ:
+        logger.warning("spark-submit without --packages %s: s3a:// works only if the cluster's classpath has "
+                       "Hadoop's S3A", hadoop_aws_package())
+        return []
+    try:
+        return [str(jar) for jar in hadoop_aws_jars()]
+    except ServiceError as exc:
+        raise ConfigError(f"the lake or the checkpoints are on s3a:// but Hadoop's S3A connector is unavailable: "
+                          f"{exc}") from None
+
+
+def with_s3a(builder, conf, settings: ConsumerSettings, local: bool):
+    """``builder`` set up for the job's ``s3a://`` locations, and the jars to ship to executors.
+
+    ``spark.hadoop.fs.s3a.*`` come from the AWS variables (:mod:`stockpulse.stream.s3`);
+    a value given with ``--conf`` or in spark-defaults.conf wins. On this machine the jars go on
+    the driver's and executors' class path where they lie: as ``spark.jars`` Spark would copy the
+    650 MB AWS SDK bundle into every job's temporary directory (a ``kill -9`` leaves that copy
+    behind). Executors elsewhere get them as ``spark.jars``, the only way there.
+    """
+    from stockpulse.config import S3Settings, is_s3a
+    from stockpulse.stream.s3 import hadoop_conf
+
+    s3 = S3Settings.from_env(os.environ)
+    logger.info("%s on S3 (S3A): %s", " and ".join(s3a_locations(settings)), s3.describe())
+    if is_s3a(settings.checkpoint_dir):
+        logger.warning("CHECKPOINT_DIR=%s: S3 has no atomic rename, which Spark's checkpoint log relies on; a "
+                       "job killed while writing one can lose its place. Keep checkpoints on a local or HDFS "
+                       "path", settings.checkpoint_dir)
+    for key, value in hadoop_conf(s3).items():
+        if not conf.contains(key):
+            builder = builder.config(key, value)
+    jars = s3a_jars(conf)
+    if not (jars and local):
+        return builder, jars
+    for key in ("spark.driver.extraClassPath", "spark.executor.extraClassPath"):
+        builder = builder.config(key, os.pathsep.join([*filter(None, [conf.get(key, "")]), *jars]))
+    return builder, []
+
+
 LOOPBACK_MASTER = re.compile(r"^spark://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$")
 
 
@@ -107,7 +165,8 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
     """A SparkSession for the job; under spark-submit its --master wins over SPARK_MASTER.
 
     ``jars`` go into ``spark.jars`` before the JVM starts, which puts them on the driver's
-    classpath and ships them to executors, as ``spark-submit --jars`` would.
+    classpath and ships them to executors, as ``spark-submit --jars`` would. A lake or checkpoints
+    on ``s3a://`` add Hadoop's S3A and its settings (:func:`with_s3a`).
     """
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
@@ -126,6 +185,9 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
         # remote master keeps Spark's defaults, since executors elsewhere must reach the driver.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+    if s3a_locations(settings):
+        builder, shipped = with_s3a(builder, conf, settings, on_this_machine(effective_master))
+        jars = [*jars, *shipped]
     if jars:
         builder = builder.config("spark.jars", ",".join([*filter(None, [conf.get("spark.jars", "")]), *jars]))
     spark = (

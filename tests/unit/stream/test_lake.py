@@ -75,5 +75,6 @@ def test_without_a_sink_log_nothing_is_touched(tmp_path):
     assert remove_uncommitted(tmp_path) == [] and own.exists()
 
 
-def test_remote_lakes_are_left_alone():
-    assert remove_uncommitted("s3a://bucket/lake") == []
+def test_lakes_on_other_stores_are_left_alone():
+    """Only local and s3a:// lakes are tidied (tests/integration/lakehouse/test_s3_lake.py covers S3)."""
+    assert remove_uncommitted("hdfs://namenode/lake") == []
