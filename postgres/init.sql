@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS ticks_dead_letter (
     landed_at        TIMESTAMPTZ  NOT NULL DEFAULT now(),
     CONSTRAINT ticks_dead_letter_kafka_record UNIQUE (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp)
 );
+-- The dashboard's pipeline panel: the newest dead letters and their reasons.
+CREATE INDEX IF NOT EXISTS ticks_dead_letter_landed_at_idx ON ticks_dead_letter (landed_at);
 
 -- == Airflow: where the data-quality checks stand (stockpulse/ops/quality.py) =================
 -- One row per check; the next check starts at the previous one's checked_to.

@@ -45,6 +45,8 @@ class DatabaseUnavailable(ServiceError):
 
 
 _BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
+_MISSING_TABLE = re.compile(r'relation "([^"]+)" does not exist')
+_DENIED_TABLE = re.compile(r"permission denied for (?:table|relation) (\S+)")
 
 
 def describe_error(exc: BaseException, url: str) -> str:
@@ -53,9 +55,13 @@ def describe_error(exc: BaseException, url: str) -> str:
     state = getattr(original, "sqlstate", None)
     where = redact_url(url)
     if state == "42P01":
-        return f"table {queries.TABLE} does not exist in {where}: apply postgres/init.sql ('make up' does)"
+        missing = _MISSING_TABLE.search(str(original))
+        table = missing.group(1) if missing else queries.TABLE
+        return f"table {table} does not exist in {where}: apply postgres/init.sql ('make up' does)"
     if state == "42501":
-        return (f"the dashboard's role may not read {queries.TABLE} at {where}: grant it SELECT "
+        denied = _DENIED_TABLE.search(str(original))
+        table = denied.group(1) if denied else queries.TABLE
+        return (f"the dashboard's role may not read {table} at {where}: grant it SELECT "
                 f"(postgres/init.sql does for {READER_ROLE})")
     if state == "57014":
         return f"a dashboard query at {where} ran longer than {STATEMENT_TIMEOUT_MS // 1000} s and was cancelled"
@@ -105,6 +111,11 @@ def metrics(url: str) -> queries.Metrics:
 @st.cache_data(ttl=RESULT_TTL_SECONDS, show_spinner=False)
 def latest_ticks(url: str, limit: int, indices: tuple[str, ...]) -> pd.DataFrame:
     return _read(url, queries.latest_ticks, limit, indices)
+
+
+@st.cache_data(ttl=RESULT_TTL_SECONDS, show_spinner=False)
+def pipeline_facts(url: str) -> queries.PipelineFacts:
+    return _read(url, queries.pipeline_facts)
 
 
 @st.cache_data(ttl=INDEX_OPTIONS_TTL_SECONDS, show_spinner=False)

@@ -1,7 +1,8 @@
-"""How the header metrics read: pure functions from numbers to the strings the page shows."""
+"""How the page's numbers read: pure functions from values to the strings the page shows."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 
@@ -33,3 +34,33 @@ def moment(value: datetime | None) -> str:
     if value is None:
         return "–"
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def thin_share(thin: list[str], below: float) -> str | None:
+    """The share view's note on bars too thin to see: ``000001.SS: under 0.5 % of the volume ...``."""
+    if not thin:
+        return None
+    return f"{', '.join(thin)}: under {below:.1%} of the volume and of the trade value in this window, too little to see."
+
+
+def no_volume(idle: list[str], shown: list[str]) -> str | None:
+    """The share view's note on indices without volume: ``HSI, NYA: no volume in this window.``
+
+    ``idle`` are the indices that traded nothing, ``shown`` all indices in the window; None when
+    every index traded. The oldest history has volume 0 throughout, hence the hint when none did.
+    """
+    if not idle:
+        return None
+    if set(idle) >= set(shown):
+        return "No index traded any volume in this window (the oldest history has volume 0), so there are no shares."
+    return f"{', '.join(idle)}: no volume in this window."
+
+
+_MARKDOWN = re.compile(r"([!-/:-@\[-`{-~])")
+"""ASCII punctuation: CommonMark lets a backslash make any of it literal."""
+
+
+def literal(text: str) -> str:
+    """``text`` as Markdown that renders exactly ``text``: Streamlit renders table cells and captions
+    as Markdown, so a ``[link](...)``, ``**bold**``, ``$x$`` or ``:red[x]`` in data must be made inert."""
+    return _MARKDOWN.sub(r"\\\1", text)

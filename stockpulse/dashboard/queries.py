@@ -17,6 +17,9 @@ table:
 - ticks per second counts the distinct ``stream_ts`` among rows that landed in the last minute, a
   range over ``ticks_raw_landed_at_idx``; the last landing and the latest ``stream_ts`` are ``max()``
   over their indexes, which PostgreSQL answers from one index entry.
+
+The pipeline panel reads two small tables besides: ``ticks_dead_letter`` (a bounded count and the
+latest rows) and ``stockpulse_job_runs`` (the latest run of each batch job, one index scan per job).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from stockpulse.schema import FIELD_BY_NAME, Field
 logger = logging.getLogger(__name__)
 
 TABLE = "ticks_raw"
+DEAD_LETTER_TABLE = "ticks_dead_letter"
+JOB_RUNS_TABLE = "stockpulse_job_runs"
 
 CHART_FIELDS: tuple[Field, ...] = tuple(
     FIELD_BY_NAME[name] for name in ("stream_ts", "date", "index", "close", "volume", "trade_value")
@@ -124,13 +129,18 @@ def recent_indices(conn: Connection, scan: int = INDEX_SCAN_ROWS) -> list[str]:
 
 BOUNDED_COUNT = text(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} LIMIT :cap) AS bounded")
 
-ESTIMATED_COUNT = text(
-    "SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 "
-    "THEN c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int) "
-    "ELSE coalesce(s.n_live_tup, 0) END "
-    "FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
-    f"WHERE c.oid = '{TABLE}'::regclass"
-)
+def _estimated_count(table: str) -> TextClause:
+    """The planner's row estimate of ``table``, scaled to its current size (see the module docstring)."""
+    return text(
+        "SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 "
+        "THEN c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int) "
+        "ELSE coalesce(s.n_live_tup, 0) END "
+        "FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+        f"WHERE c.oid = '{table}'::regclass"
+    )
+
+
+ESTIMATED_COUNT = _estimated_count(TABLE)
 
 RECENT_RATE = text(
     f"SELECT count(DISTINCT stream_ts) FROM {TABLE} WHERE landed_at > now() - make_interval(secs => :window)"
@@ -174,3 +184,70 @@ def metrics(conn: Connection) -> Metrics:
     recent = conn.execute(RECENT_RATE, {"window": RATE_WINDOW_SECONDS}).scalar_one()
     last_landed, latest_stream, now = conn.execute(LATEST_MOMENTS).one()
     return Metrics(rows, estimated, recent / RATE_WINDOW_SECONDS, last_landed, latest_stream, now)
+
+
+DEAD_LETTER_COUNT = text(f"SELECT count(*) FROM (SELECT 1 FROM {DEAD_LETTER_TABLE} LIMIT :cap) AS bounded")
+ESTIMATED_DEAD_LETTERS = _estimated_count(DEAD_LETTER_TABLE)
+
+LATEST_DEAD_LETTERS_SHOWN = 10
+RAW_VALUE_CHARS = 200
+"""The panel shows the start of a dead letter's raw value; the table keeps it whole."""
+
+LATEST_DEAD_LETTERS = text(
+    "SELECT landed_at, kafka_topic, kafka_partition, kafka_offset, reason, left(raw_value, :chars) "
+    f"FROM {DEAD_LETTER_TABLE} ORDER BY landed_at DESC, kafka_topic, kafka_partition, kafka_offset DESC LIMIT :limit"
+)
+DEAD_LETTER_COLUMNS = ("landed_at", "kafka_topic", "kafka_partition", "kafka_offset", "reason", "raw_value")
+
+LATEST_JOB_RUNS = text(
+    "SELECT DISTINCT ON (job) job, started_at, finished_at, status, summary, error "
+    f"FROM {JOB_RUNS_TABLE} ORDER BY job, started_at DESC, id DESC"
+)
+"""The latest run of each batch job: the same statement as ``stockpulse.job_runs.LATEST_SQL``
+(a test holds them equal), repeated here because the dashboard layer does not import ``ops``."""
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One batch job's latest run (compaction, dbt), as ``stockpulse_job_runs`` records it."""
+
+    job: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str  # 'running' | 'success' | 'failed'
+    summary: dict
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PipelineFacts:
+    """What the pipeline panel reads from PostgreSQL, in one connection."""
+
+    dead_letters: int
+    dead_letters_estimated: bool
+    latest_dead_letters: pd.DataFrame  # DEAD_LETTER_COLUMNS, newest first
+    job_runs: dict[str, JobRun]
+    last_landed_at: datetime | None
+    db_now: datetime
+
+    @property
+    def seconds_since_last_row(self) -> float | None:
+        """How fresh the PostgreSQL sink is: seconds since the newest row of ticks_raw landed."""
+        if self.last_landed_at is None:
+            return None
+        return max(0.0, (self.db_now - self.last_landed_at).total_seconds())
+
+
+def pipeline_facts(conn: Connection) -> PipelineFacts:
+    """Dead letters, the latest batch-job runs and the PostgreSQL sink's last landing."""
+    bounded = conn.execute(DEAD_LETTER_COUNT, {"cap": EXACT_COUNT_CAP}).scalar_one()
+    estimate = conn.execute(ESTIMATED_DEAD_LETTERS).scalar_one() if bounded >= EXACT_COUNT_CAP else 0.0
+    count, estimated = row_count(bounded, EXACT_COUNT_CAP, float(estimate))
+    latest = pd.DataFrame(
+        conn.execute(LATEST_DEAD_LETTERS, {"chars": RAW_VALUE_CHARS, "limit": LATEST_DEAD_LETTERS_SHOWN}).all(),
+        columns=list(DEAD_LETTER_COLUMNS),
+    )
+    runs = {row[0]: JobRun(row[0], row[1], row[2], row[3], row[4] or {}, row[5])
+            for row in conn.execute(LATEST_JOB_RUNS)}
+    last_landed, _, now = conn.execute(LATEST_MOMENTS).one()
+    return PipelineFacts(count, estimated, latest, runs, last_landed, now)

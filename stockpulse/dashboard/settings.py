@@ -4,6 +4,12 @@ The page reads PostgreSQL as a read-only role (``stockpulse_reader``, created by
 of ``postgres/init.sql``), so a bug in the page cannot change data. By default its URL is
 ``DATABASE_URL`` (or the embedded server's) with that role as the user; set
 ``DASHBOARD_DATABASE_URL`` when the reader needs a password or lives elsewhere.
+
+The pipeline panel and the analytics view also look beyond PostgreSQL: at the broker and the
+Spark checkpoints (consumer lag), the lake (its last committed batch) and the dbt marts' DuckDB
+file. They read the pipeline's own variables (``KAFKA_*``, ``CHECKPOINT_DIR``, ``LAKE_PATH``,
+``ANALYTICS_DUCKDB``) through the same settings classes as the pipeline, so the page looks where
+the job writes.
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from stockpulse.config import READER_ROLE, PostgresSettings, env_int, env_str, redact_url
+from stockpulse.config import (READER_ROLE, ConsumerSettings, KafkaSettings, LakehouseSettings, PostgresSettings,
+                               env_int, env_str, redact_url)
 from stockpulse.errors import ConfigError
 
 MAX_TICKS = 20_000
@@ -56,6 +64,11 @@ class DashboardSettings:
     port: int  # DASHBOARD_PORT
     refresh_seconds: int  # DASHBOARD_REFRESH_SECONDS
     default_ticks: int  # DASHBOARD_DEFAULT_TICKS
+    bootstrap_servers: str = "127.0.0.1:9092"  # KAFKA_BOOTSTRAP_SERVERS (unset: the embedded broker)
+    topic: str = "stock_ticks"  # KAFKA_TOPIC
+    checkpoint_dir: str = "chk"  # CHECKPOINT_DIR: where the job's offsets are, for the consumer lag
+    lake_path: str = "lake/parquet"  # LAKE_PATH: whose _spark_metadata tells the lake's last batch
+    analytics_db: Path = Path("lake/analytics.duckdb")  # ANALYTICS_DUCKDB: the dbt marts
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, base_url: str | None = None) -> "DashboardSettings":
@@ -81,11 +94,17 @@ class DashboardSettings:
         ticks = env_int(env, "DASHBOARD_DEFAULT_TICKS", 500, 10)
         if ticks > MAX_TICKS:
             raise ConfigError(f"DASHBOARD_DEFAULT_TICKS={ticks} is more than the page shows ({MAX_TICKS})")
+        kafka, consumer = KafkaSettings.from_env(env), ConsumerSettings.from_env(env)
         return cls(
             database_url=url,
             port=port,
             refresh_seconds=env_int(env, "DASHBOARD_REFRESH_SECONDS", 5, 1),
             default_ticks=ticks,
+            bootstrap_servers=kafka.bootstrap_servers,
+            topic=kafka.topic,
+            checkpoint_dir=consumer.checkpoint_dir,
+            lake_path=consumer.lake_path,
+            analytics_db=LakehouseSettings.from_env(env).analytics_db,
         )
 
     @property

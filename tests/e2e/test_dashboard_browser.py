@@ -3,11 +3,15 @@
 Debian's chromium, driven by Playwright (no browser download), loads the dashboard that the
 ``make up`` service code starts, waits for the four charts to render, then watches the
 "Rows in ticks_raw" metric grow between refreshes of the live fragment, without reloading the page.
-Screenshots (light, and dark as the viewer's system prefers) are kept in test-artifacts/.
+Then, in the same page, it switches the price views to stream time, opens the pipeline panel (the
+real job's lag and lake, seeded dead letters and batch-job runs) and the analytics view (a DuckDB
+marts file written here). One server, one browser. Screenshots of each view (and the live view
+in dark mode, as the viewer's system may prefer) are kept in test-artifacts/.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +20,7 @@ import pytest
 
 from stockpulse.config import PROJECT_ROOT, StackSettings
 from stockpulse.ops.services import dashboard, processes
+from tests.integration.dashboard_seed import DEAD_LETTERS, insert_dead_letters, insert_job_run, write_marts
 from tests.integration.helpers import csv_slice
 
 pytestmark = pytest.mark.slow
@@ -36,6 +41,14 @@ ROWS_METRIC = """() => {
 
 FOUR_CHARTS = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
   .filter(c => c.querySelector('canvas, svg')).length >= 4"""
+
+METRIC = """(label) => {
+  const metric = [...document.querySelectorAll('[data-testid="stMetric"]')].find(m => m.innerText.includes(label));
+  return metric ? metric.querySelector('[data-testid="stMetricValue"]').innerText.trim() : null;
+}"""
+
+SHOWS = """(texts) => texts.every(t => document.body.innerText.includes(t))"""
+VIEW_MS = 60_000
 
 
 def _job(command: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -66,8 +79,15 @@ def producer(pipeline_env, tmp_path, consumer):
 
 
 @pytest.fixture
-def page_url(pipeline_env):
-    env = {**pipeline_env, "DASHBOARD_PORT": str(processes.free_port()), "DASHBOARD_REFRESH_SECONDS": "2"}
+def page_url(pipeline_env, tmp_path):
+    """The dashboard on the pipeline's services, with three dead letters, a compaction and a dbt
+    run recorded, and a marts file (what the lake_compaction DAG would have left)."""
+    insert_dead_letters(pipeline_env["DATABASE_URL"])
+    insert_job_run(pipeline_env["DATABASE_URL"], "lake_compaction", "success", 900, 12, {"rows": 3000})
+    insert_job_run(pipeline_env["DATABASE_URL"], "dbt_build", "success", 880, 7, {"models": 3})
+    write_marts(tmp_path / "analytics.duckdb")
+    env = {**pipeline_env, "DASHBOARD_PORT": str(processes.free_port()), "DASHBOARD_REFRESH_SECONDS": "2",
+           "ANALYTICS_DUCKDB": str(tmp_path / "analytics.duckdb")}
     stack = StackSettings.from_env(env)
     dashboard.start(stack, env)
     try:
@@ -90,6 +110,11 @@ def browser():
             chromium.close()
 
 
+def shows(page, *texts: str) -> None:
+    page.wait_for_function(SHOWS, arg=list(texts), timeout=VIEW_MS, polling=500)
+    assert page.get_by_text("Traceback").count() == 0
+
+
 def test_charts_appear_and_the_tick_count_grows_while_the_pipeline_streams(
         producer, page_url, browser, artifacts_dir, tmp_path):
     page = browser.new_page(viewport={"width": 1600, "height": 1200})
@@ -105,6 +130,34 @@ def test_charts_appear_and_the_tick_count_grows_while_the_pipeline_streams(
         headings = page.locator("h3").all_inner_texts()
         for title in ("Close", "% change from the first tick", "Rebased to 100", "Share of volume and trade value"):
             assert any(title in h for h in headings), headings
+
+        # The price views run along the trading date by default, and along stream time on request.
+        assert re.search(r"Trading dates \d{4}-\d{2}-\d{2} to \d{4}-\d{2}-\d{2}\.", page.inner_text("body"))
+        page.screenshot(path=str(artifacts_dir / "dashboard-prices-trading-date.png"), full_page=True)
+        page.locator('[data-testid="stSidebar"]').get_by_text("stream time", exact=True).click()
+        shows(page, "Stream time 20")
+        page.wait_for_function(FOUR_CHARTS, timeout=VIEW_MS, polling=500)
+        page.screenshot(path=str(artifacts_dir / "dashboard-prices-stream-time.png"), full_page=True)
+
+        # The pipeline panel: the seeded dead letters and runs, the real job's lag and lake.
+        page.get_by_role("tab", name="Pipeline").click()
+        shows(page, "Consumer lag per partition", "Batch jobs", DEAD_LETTERS[1][0])
+        assert page.evaluate(METRIC, "Dead letters") == str(len(DEAD_LETTERS))
+        page.wait_for_function(f"() => /^[0-9,]+$/.test(({METRIC})('Consumer lag') || '')", timeout=VIEW_MS,
+                               polling=500)  # a number: the job's checkpoints and the broker were read
+        page.wait_for_function(f"() => /^[0-9]+ (s|min)$/.test(({METRIC})('Lake: since last committed batch') || '')",
+                               timeout=GROWTH_MS, polling=1000)  # once the Parquet query has committed a batch
+        cells = [line.strip() for line in page.inner_text("body").splitlines()]
+        assert cells.count("dbt build") == 1 and cells.count("success") == 2, cells
+        page.screenshot(path=str(artifacts_dir / "dashboard-pipeline.png"), full_page=True)
+
+        # The analytics view: the marts file's indices and three charts.
+        page.get_by_role("tab", name="Analytics").click()
+        shows(page, "Performance, rebased to 100", "Hong Kong Stock Exchange", "New York Stock Exchange")
+        page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+          .filter(c => c.querySelector('canvas, svg')).length === 3""", timeout=VIEW_MS, polling=500)
+        page.screenshot(path=str(artifacts_dir / "dashboard-analytics.png"), full_page=True)
+
         dark = browser.new_page(viewport={"width": 1600, "height": 1200}, color_scheme="dark")
         dark.goto(page_url, wait_until="domcontentloaded", timeout=60_000)
         dark.wait_for_function(FOUR_CHARTS, timeout=GROWTH_MS, polling=1000)

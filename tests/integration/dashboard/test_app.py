@@ -1,4 +1,4 @@
-"""The page itself, run by Streamlit's AppTest against real PostgreSQL.
+"""The page itself, run by Streamlit's AppTest against real PostgreSQL: the live prices tab.
 
 AppTest executes ``streamlit_app.py`` in this process (the fragment runs once; ``run_every`` does
 not fire here), so the settings come from this process's environment. The page reads as
@@ -7,40 +7,24 @@ not fire here), so the settings come from this process's environment. The page r
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+from datetime import timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from stockpulse.config import PROJECT_ROOT
 from stockpulse.dashboard.data import RESULT_TTL_SECONDS
 from stockpulse.ops.services.processes import free_port
-from tests.integration.dashboard_seed import INDICES, insert_ticks, known_ticks, reader
+from tests.integration.dashboard.page import run_page
+from tests.integration.dashboard_seed import INDICES, Tick, insert_ticks, known_ticks, reader
 
-APP = str(PROJECT_ROOT / "streamlit_app.py")
+
 METRICS = ("Rows in ticks_raw", "Ticks/s (last minute)", "Since last tick landed", "Latest stream_ts (UTC)")
-
-
-@pytest.fixture
-def page_env(monkeypatch):
-    """A clean dashboard environment and empty Streamlit caches before and after each test."""
-    for name in ("DASHBOARD_DATABASE_URL", "DASHBOARD_REFRESH_SECONDS", "DASHBOARD_DEFAULT_TICKS", "DASHBOARD_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield monkeypatch
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def run_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def next_refresh() -> None:
@@ -78,7 +62,9 @@ def test_seeded_table_shows_four_charts_and_exact_metrics(page_env, database_url
                                                "Share of volume and trade value"]
     assert not at.warning and not at.error and not at.info
     assert at.multiselect[0].options == list(INDICES)
-    assert at.caption[-1].value == f"Latest 8 ticks ({len(ticks)} rows) of all indices."
+    assert at.caption[-1].value == (f"Latest 8 ticks ({len(ticks)} rows) of all indices. "
+                                    "Trading dates 2021-06-01 to 2021-06-08.")
+    assert [t.label for t in at.tabs] == ["Live prices", "Pipeline", "Analytics"]
 
 
 def test_picking_one_index_narrows_the_views(page_env, database_url):
@@ -89,6 +75,47 @@ def test_picking_one_index_narrows_the_views(page_env, database_url):
     assert not at.exception
     assert len(charts(at)) == 4
     assert any("of HSI." in c.value for c in at.caption)
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in charts(at)]
+
+
+def x_field(spec: dict) -> str:
+    return (spec["layer"][0] if "layer" in spec else spec)["encoding"]["x"]["field"]
+
+
+def test_the_price_views_run_along_the_trading_date_or_the_stream_time(page_env, database_url):
+    page_env.setenv("DATABASE_URL", database_url)
+    insert_ticks(database_url, known_ticks())
+    at = run_page()
+    assert at.radio[0].label == "Time axis" and at.radio[0].value == "date"
+    assert [x_field(s) for s in chart_specs(at)[:3]] == ["date", "date", "date"]
+    at.radio[0].set_value("stream_ts").run()
+    assert not at.exception
+    assert [x_field(s) for s in chart_specs(at)[:3]] == ["stream_ts", "stream_ts", "stream_ts"]
+    assert at.caption[-1].value.endswith("Stream time 2026-11-22 09:00:00 to 2026-11-22 09:00:07 UTC.")
+
+
+def test_an_index_without_volume_is_named_in_words_not_left_in_the_legend(page_env, database_url):
+    page_env.setenv("DATABASE_URL", database_url)
+    ticks = [t if t.index == "IXIC" else Tick(t.stream_ts, t.index, t.close, 0, t.landed_seconds_ago)
+             for t in known_ticks()]
+    insert_ticks(database_url, ticks)
+    at = run_page()
+    assert "HSI, NYA: no volume in this window." in [c.value for c in at.caption]
+    share = chart_specs(at)[3]
+    assert share["encoding"]["color"]["legend"]["values"] == ["IXIC"]
+
+
+def test_nothing_traded_shows_a_note_instead_of_an_empty_share_chart(page_env, database_url):
+    page_env.setenv("DATABASE_URL", database_url)
+    start = known_ticks()[0].stream_ts
+    insert_ticks(database_url, [Tick(start + timedelta(seconds=k), i, Decimal(100 + k), 0, 3600)
+                                for k in range(3) for i in INDICES])
+    at = run_page()
+    assert len(charts(at)) == 3
+    assert any(c.value.startswith("No index traded any volume in this window") for c in at.caption)
 
 
 def test_empty_table_waits_for_the_first_ticks(page_env, database_url):

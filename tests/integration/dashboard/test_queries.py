@@ -60,7 +60,7 @@ def test_latest_ticks_are_whole_ticks_oldest_first(read, seeded):
     assert frame["close"].tolist() == [float(t.close) for t in expected]
     assert frame["trade_value"].tolist() == [float(t.trade_value) for t in expected]
     assert str(frame["stream_ts"].dt.tz) == str(frame["date"].dt.tz) == "UTC"  # see charts: UTC instants
-    assert frame["date"].dt.strftime("%Y-%m-%d").unique().tolist() == ["2021-06-01"]
+    assert frame["date"].dt.strftime("%Y-%m-%d").tolist() == [t.trading_date.isoformat() for t in expected]
 
 
 def test_index_filter_counts_ticks_of_the_picked_indices(read, staggered):

@@ -70,9 +70,30 @@ def test_a_bad_writer_url_is_checked_before_the_reader_is_derived():
 
 
 def test_init_sql_creates_the_reader_role_the_dashboard_connects_as():
-    """The role's name lives in READER_ROLE and in the DDL; this ties the two."""
+    """The role's name lives in READER_ROLE and in the DDL; this ties the two, and the grant covers
+    every table the page reads (the pipeline panel reads the dead letters and the batch-job runs)."""
+    from stockpulse.dashboard import queries
     from stockpulse.dashboard.settings import READER_ROLE
     from stockpulse.db import INIT_SQL
 
     sql = INIT_SQL.read_text()
-    assert f"CREATE ROLE {READER_ROLE} LOGIN" in sql and f"GRANT SELECT ON ticks_raw, ticks_dead_letter TO {READER_ROLE}" in sql
+    tables = ", ".join((queries.TABLE, queries.DEAD_LETTER_TABLE, queries.JOB_RUNS_TABLE))
+    assert f"CREATE ROLE {READER_ROLE} LOGIN" in sql and f"GRANT SELECT ON {tables} TO {READER_ROLE}" in sql
+
+
+def test_the_pipeline_panel_and_analytics_look_where_the_pipeline_writes():
+    s = DashboardSettings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092", "KAFKA_TOPIC": "t",
+                                    "CHECKPOINT_DIR": "/srv/chk", "LAKE_PATH": "s3a://bucket/lake",
+                                    "ANALYTICS_DUCKDB": "/srv/marts.duckdb"})
+    assert (s.bootstrap_servers, s.topic, s.checkpoint_dir, s.lake_path) == ("k1:9092", "t", "/srv/chk",
+                                                                           "s3a://bucket/lake")
+    assert str(s.analytics_db) == "/srv/marts.duckdb"
+
+
+def test_pipeline_defaults_are_the_embedded_broker_and_the_projects_directories():
+    from stockpulse.config import PROJECT_ROOT
+
+    s = DashboardSettings.from_env({})
+    assert (s.bootstrap_servers, s.topic) == ("127.0.0.1:9092", "stock_ticks")
+    assert (s.checkpoint_dir, s.lake_path) == (str(PROJECT_ROOT / "chk"), str(PROJECT_ROOT / "lake/parquet"))
+    assert s.analytics_db == PROJECT_ROOT / "lake" / "analytics.duckdb"

@@ -123,3 +123,42 @@ def test_rows_rate_and_moment():
     later = datetime(2026, 11, 22, 11, 0, 5, 999_000, tzinfo=timezone(timedelta(hours=1)))
     assert formatting.moment(later) == "2026-11-22 10:00:05"
     assert formatting.moment(None) == "–"
+
+
+def test_indices_without_volume_are_named():
+    shares = transforms.volume_share(frame([(0, "NYA", 1.0, 0, 0.0), (0, "A", 2.0, 5, 10.0), (1, "HSI", 3.0, 0, 0.0),
+                                            (1, "A", 2.0, 5, 10.0)]))
+    assert transforms.without_volume(shares) == ["HSI", "NYA"]
+    assert formatting.no_volume(["HSI", "NYA"], ["A", "HSI", "NYA"]) == "HSI, NYA: no volume in this window."
+
+
+def test_every_index_trading_names_none():
+    shares = transforms.volume_share(TICKS)
+    assert transforms.without_volume(shares) == []
+    assert formatting.no_volume([], ["A", "B"]) is None
+
+
+def test_nothing_traded_at_all_says_so_once():
+    shares = transforms.volume_share(frame([(0, "A", 1.0, 0, 0.0), (0, "B", 2.0, 0, 0.0)]))
+    assert transforms.without_volume(shares) == ["A", "B"]
+    assert formatting.no_volume(["A", "B"], ["A", "B"]).startswith("No index traded any volume in this window")
+
+
+@pytest.mark.parametrize("text", ["[click](javascript:alert(1))", "**bold** _it_ `code`", "$x^2$", ":red[alarm]",
+                                  "<b>html</b>", "a\\b", "plain text 1.5"])
+def test_literal_escapes_every_markdown_mark(text):
+    escaped = formatting.literal(text)
+    assert escaped.replace("\\", "") == text.replace("\\", "")
+    for mark in "[]()*_`$:<>":
+        assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch == mark)
+
+
+def test_shares_too_thin_to_see_are_named():
+    shares = transforms.volume_share(frame([(0, "SS", 3000.0, 100, 300_000.0), (0, "HSI", 30_000.0, 2_000_000_000, 6e13),
+                                            (0, "NYA", 12_000.0, 0, 0.0)]))
+    assert transforms.thin_shares(shares) == ["SS"]  # NYA traded nothing: that is the other note
+    assert transforms.without_volume(shares) == ["NYA"]
+    assert formatting.thin_share(["SS"], transforms.THIN_SHARE) == (
+        "SS: under 0.5% of the volume and of the trade value in this window, too little to see.")
+    assert transforms.thin_shares(transforms.volume_share(TICKS)) == []
+    assert formatting.thin_share([], transforms.THIN_SHARE) is None
