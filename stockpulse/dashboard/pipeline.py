@@ -15,11 +15,12 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from stockpulse import job_runs
 from stockpulse.dashboard import formatting
 from stockpulse.dashboard.formatting import literal
 from stockpulse.dashboard.queries import JobRun
 
-JOBS = {"lake_compaction": "lake compaction", "dbt_build": "dbt build"}
+JOBS = {job_runs.COMPACTION: "lake compaction", job_runs.DBT_BUILD: "dbt build"}
 """The batch jobs the panel reports, by the name ``stockpulse.job_runs`` records, and their label."""
 
 STATUS = {"success": ":green[success]", "failed": ":red[failed]", "running": ":orange[running]"}

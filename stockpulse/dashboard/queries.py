@@ -34,6 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import TextClause
 
+from stockpulse import job_runs
 from stockpulse.schema import FIELD_BY_NAME, Field
 
 logger = logging.getLogger(__name__)
@@ -199,12 +200,8 @@ LATEST_DEAD_LETTERS = text(
 )
 DEAD_LETTER_COLUMNS = ("landed_at", "kafka_topic", "kafka_partition", "kafka_offset", "reason", "raw_value")
 
-LATEST_JOB_RUNS = text(
-    "SELECT DISTINCT ON (job) job, started_at, finished_at, status, summary, error "
-    f"FROM {JOB_RUNS_TABLE} ORDER BY job, started_at DESC, id DESC"
-)
-"""The latest run of each batch job: the same statement as ``stockpulse.job_runs.LATEST_SQL``
-(a test holds them equal), repeated here because the dashboard layer does not import ``ops``."""
+LATEST_JOB_RUNS = text(job_runs.LATEST_SQL)
+"""The latest run of each batch job (the statement lives with the recorder, in the floor)."""
 
 
 @dataclass(frozen=True)

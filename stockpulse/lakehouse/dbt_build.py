@@ -64,6 +64,7 @@ from stockpulse.config import PROJECT_ROOT, LakehouseSettings, StackSettings, St
 from stockpulse.errors import ConfigError, InputError, StockPulseError
 from stockpulse.locks import try_lock
 from stockpulse import job_runs
+from stockpulse.lakehouse.storage import duckdb_location
 
 logger = logging.getLogger(__name__)
 
@@ -85,21 +86,6 @@ class CompactedZoneEmpty(InputError):
 
 
 # -- pure: settings for dbt ------------------------------------------------------------------
-
-
-def duckdb_location(location: str) -> str:
-    """``location`` (a local path or a URI, as :mod:`stockpulse.config` gives it) as DuckDB reads it.
-
-    Spark writes ``s3a://``; DuckDB's httpfs understands ``s3://``. A ``file:`` URI becomes its path.
-    """
-    for scheme in S3_SCHEMES:
-        if location.startswith(scheme):
-            return "s3://" + location[len(scheme):]
-    path = local_path(location)
-    if path is None:
-        raise ConfigError(f"LAKE_COMPACTED_PATH={location!r}: DuckDB reads a local path or s3a:// / s3:// "
-                          "only, not this scheme")
-    return str(path)
 
 
 def is_object_store(location: str) -> bool:

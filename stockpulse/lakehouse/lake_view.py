@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from stockpulse.config import LakehouseSettings, child
 from stockpulse.lakehouse import compaction_plan as cp
+from stockpulse.lakehouse.storage import duckdb_location
 from stockpulse.lakehouse.compaction import committed_raw, entries, open_zone, read_files
 from stockpulse.schema import STORED_FIELDS
 
@@ -50,11 +51,6 @@ def read_arrow(settings: LakehouseSettings, env: Mapping[str, str] = os.environ)
     tables = [read_files(open_zone(settings.raw_path, env), files.raw),
               read_files(open_zone(settings.compacted_path, env), [p for p, _ in files.compacted])]
     return pa.concat_tables(tables)
-
-
-def duckdb_location(location: str) -> str:
-    """DuckDB's name for a lake location (its S3 scheme is ``s3://``)."""
-    return "s3://" + location[len("s3a://"):] if location.startswith("s3a://") else location
 
 
 def duckdb_sql(settings: LakehouseSettings, env: Mapping[str, str] = os.environ) -> str:

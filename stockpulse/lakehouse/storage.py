@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow.fs as pafs
 
-from stockpulse.config import S3Settings, bucket_key
+from stockpulse.config import S3Settings, bucket_key, local_path
 from stockpulse.errors import ConfigError
 
 S3_SCHEMES = ("s3a", "s3", "s3n")
@@ -45,3 +45,18 @@ def open_location(location: str, env: Mapping[str, str] = os.environ) -> tuple[p
     if not scheme:
         return pafs.LocalFileSystem(), os.path.abspath(path)
     return pafs.S3FileSystem(**s3_options(env)), path
+
+
+def duckdb_location(location: str) -> str:
+    """``location`` (a local path or a URI, as :mod:`stockpulse.config` gives it) as DuckDB reads it.
+
+    Spark writes ``s3a://``; DuckDB's httpfs understands ``s3://``. A ``file:`` URI becomes its path.
+    """
+    for scheme in S3_SCHEMES:
+        if location.startswith(f"{scheme}://"):
+            return "s3://" + location[len(scheme) + 3:]
+    path = local_path(location)
+    if path is None:
+        raise ConfigError(f"{location!r}: DuckDB reads a local path or s3a:// / s3:// "
+                          "only, not this scheme")
+    return str(path)

@@ -15,7 +15,6 @@ from stockpulse.lakehouse.dbt_build import (
     check_compacted_zone,
     dbt_command,
     dbt_environment,
-    duckdb_location,
     error_detail,
     failure_message,
     node_name,
@@ -23,6 +22,7 @@ from stockpulse.lakehouse.dbt_build import (
     summarize,
     summary_line,
 )
+from stockpulse.lakehouse.storage import duckdb_location
 
 
 @pytest.mark.parametrize("location, expected", [
@@ -37,7 +37,7 @@ def test_duckdb_reads_local_paths_and_s3_uris(location, expected):
 
 
 def test_a_scheme_duckdb_cannot_read_is_a_config_error():
-    with pytest.raises(ConfigError, match="LAKE_COMPACTED_PATH='hdfs://nn/lake'"):
+    with pytest.raises(ConfigError, match="'hdfs://nn/lake': DuckDB reads"):
         duckdb_location("hdfs://nn/lake")
 
 
