@@ -134,3 +134,49 @@ def test_sigkill_mid_stream_then_restart_leaves_an_exact_s3_lake(seaweedfs_serve
     with duckdb.connect(env["ANALYTICS_DUCKDB"], read_only=True) as marts:
         days = marts.execute("SELECT count(*) FROM fct_index_daily").fetchone()[0]
     assert days == len(set(zip(view["index"].to_pylist(), view["date"].to_pylist())))
+
+
+def test_the_store_killed_mid_stream_then_back_loses_and_doubles_nothing(seaweedfs_server, pipeline_env, tmp_path):
+    """SeaweedFS SIGKILLed while the job writes to it: the job stops with one line or rides it
+    out; with the store back and the job (re)started, the lake is exact."""
+    env = {**pipeline_env, **seaweedfs_server.client_env(),
+           "LAKE_PATH": f"s3a://{seaweedfs_server.bucket}/t-{uuid.uuid4().hex[:10]}/lake",
+           "MAX_OFFSETS_PER_TRIGGER": "300", "LAKE_PARTITION_BY": "index", "TRIGGER_INTERVAL": "1 second"}
+    fs, root = open_location(env["LAKE_PATH"], env)
+    producer = run_cli(["producer/producer.py", "--csv", str(csv_slice(tmp_path / "slice.csv", 2000)),
+                        "--tick-interval", "0", "--no-progress"], env)
+    assert producer.returncode == 0, producer.stderr
+    sent = produced_rows(producer.stderr)
+    log = tmp_path / "consumer.log"
+    with log.open("ab") as out:
+        consumer = subprocess.Popen([sys.executable, "consumer/consumer.py"], env=env, cwd=PROJECT_ROOT,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: bool([p for p in objects(fs, f"{root}/_spark_metadata") if p.rsplit("/", 1)[-1].isdigit()]),
+                   600, "a committed lake batch", consumer)
+        os.kill(int(seaweedfs_server.pid_file.read_text()), signal.SIGKILL)
+        time.sleep(20)
+        seaweedfs_server.start()
+        deadline = time.monotonic() + 300
+        while consumer.poll() is None and time.monotonic() < deadline:
+            try:
+                if len(lake_view.read_arrow(LakehouseSettings.from_env(env), env)) == sent:
+                    break
+            except OSError:
+                pass
+            time.sleep(2)
+        stopped = consumer.poll() is not None
+    finally:
+        if consumer.poll() is None:
+            os.killpg(consumer.pid, signal.SIGTERM)
+            consumer.wait(60)
+    print(f"job {'stopped' if stopped else 'rode it out'}; log tail:\n{log.read_text()[-1500:]}")
+    if stopped:
+        last = [line for line in log.read_text().splitlines() if line.strip()][-1]
+        assert "Traceback" not in last, last
+    restarted = run_cli(["consumer/consumer.py", "--once"], env)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    view = lake_view.read_arrow(LakehouseSettings.from_env(env), env)
+    keys = list(zip(view["kafka_partition"].to_pylist(), view["kafka_offset"].to_pylist()))
+    assert len(keys) == len(set(keys)) == sent
+    assert postgres_counts(env["DATABASE_URL"]) == {"rows": sent, "distinct": sent, "bad_trade_value": 0}
