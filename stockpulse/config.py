@@ -237,9 +237,16 @@ class LakehouseSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "LakehouseSettings":
+        raw = _location(env, "LAKE_PATH", "lake/parquet")
+        compacted = _location(env, "LAKE_COMPACTED_PATH", "lake/compacted")
+        if raw == compacted or raw.startswith(compacted + "/") or compacted.startswith(raw + "/"):
+            # compaction removes Parquet files no log names from its zone, and the job from the lake:
+            # zones that overlap would delete each other's files
+            raise ConfigError(f"LAKE_COMPACTED_PATH={compacted} and LAKE_PATH={raw} overlap: "
+                              "give the compacted zone a location of its own (e.g. lake/compacted beside lake/parquet)")
         return cls(
-            raw_path=_location(env, "LAKE_PATH", "lake/parquet"),
-            compacted_path=_location(env, "LAKE_COMPACTED_PATH", "lake/compacted"),
+            raw_path=raw,
+            compacted_path=compacted,
             min_age_seconds=env_int(env, "COMPACTION_MIN_AGE_SECONDS", 600),
             delete_grace_seconds=env_int(env, "COMPACTION_DELETE_GRACE_SECONDS", 300),
             analytics_db=_path(env, "ANALYTICS_DUCKDB", "lake/analytics.duckdb"),

@@ -40,7 +40,8 @@ def thin_share(thin: list[str], below: float) -> str | None:
     """The share view's note on bars too thin to see: ``000001.SS: under 0.5 % of the volume ...``."""
     if not thin:
         return None
-    return f"{', '.join(thin)}: under {below:.1%} of the volume and of the trade value in this window, too little to see."
+    names = ", ".join(literal(name) for name in thin)  # index names are data: inert in the caption's Markdown
+    return f"{names}: under {below:.1%} of the volume and of the trade value in this window, too little to see."
 
 
 def no_volume(idle: list[str], shown: list[str]) -> str | None:
@@ -53,7 +54,7 @@ def no_volume(idle: list[str], shown: list[str]) -> str | None:
         return None
     if set(idle) >= set(shown):
         return "No index traded any volume in this window (the oldest history has volume 0), so there are no shares."
-    return f"{', '.join(idle)}: no volume in this window."
+    return f"{', '.join(literal(name) for name in idle)}: no volume in this window."
 
 
 _MARKDOWN = re.compile(r"([!-/:-@\[-`{-~])")

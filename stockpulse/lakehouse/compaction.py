@@ -103,7 +103,15 @@ def raw_files(zone: Zone) -> dict[str, cp.RawFile]:
 
 
 def sink_log_texts(zone: Zone) -> list[str]:
-    """The file sink log files that list every committed raw file."""
+    """The file sink log files that list every committed raw file (listed again once when Spark
+    removed an old log file between the listing and the read: it does so after a new ``.compact``)."""
+    try:
+        return _read_sink_log(zone)
+    except FileNotFoundError:
+        return _read_sink_log(zone)
+
+
+def _read_sink_log(zone: Zone) -> list[str]:
     infos = _listing(zone, SINK_LOG_DIR)
     by_name = {info.base_name: info.path for info in infos}
     texts = []
@@ -167,6 +175,11 @@ def delete_quietly(zone: Zone, path: str) -> bool:
 
 # -- one task ----------------------------------------------------------------------------------------
 
+PARQUET = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(coerce_int96_timestamp_unit="us"))
+"""Spark writes timestamps as INT96; read at nanoseconds (pyarrow's default) they silently wrap
+outside 1677-2262, and the contract allows years 1-9999. Microseconds is what Spark itself keeps."""
+
+
 def read_files(zone: Zone, relatives: list[str] | tuple[str, ...]) -> pa.Table:
     """The rows of ``relatives`` with their directories' partition values, in the lake's schema.
 
@@ -179,7 +192,7 @@ def read_files(zone: Zone, relatives: list[str] | tuple[str, ...]) -> pa.Table:
     for relative in relatives:
         keys.update((key, None) for key, _ in cp.partition_of(relative))
     partitioning = ds.partitioning(pa.schema([(k, pa.string()) for k in keys]), flavor="hive") if keys else None
-    dataset = ds.dataset([zone.path(r) for r in relatives], filesystem=zone.fs, format="parquet",
+    dataset = ds.dataset([zone.path(r) for r in relatives], filesystem=zone.fs, format=PARQUET,
                          partitioning=partitioning, partition_base_dir=zone.root)
     return normalise(dataset.to_table())
 
@@ -246,11 +259,18 @@ def commit_checked(raw: Zone, out: Zone, plan: cp.Entry, before_rows: int, befor
 
 # -- recovery ----------------------------------------------------------------------------------------
 
-def recover(raw: Zone, out: Zone, pending: list[cp.Entry], present: set[str], now: Callable[[], float]) -> int:
+def recover(raw: Zone, out: Zone, pending: list[cp.Entry], present: set[str], now: Callable[[], float],
+            committed_names: set[str]) -> int:
     """Finish what a killed run left: a pending plan whose file was written is checked and
-    committed; one whose file or inputs are missing is dropped. Returns the plans committed."""
+    committed; one whose file or inputs are missing is dropped. Returns the plans committed.
+
+    A plan whose entry was committed (the run died between writing the entry and removing the
+    plan) only loses its ``.pending``: its file is named by a committed entry and must stay."""
     done = 0
     for plan in pending:
+        if plan.name in committed_names:
+            delete_quietly(out, out.path(f"{LOG_DIR}/{plan.name}{PENDING}"))
+            continue
         written = out.fs.get_file_info(out.path(plan.output)).type == pafs.FileType.File
         inputs_there = all(p in present for p in plan.inputs)
         if written and inputs_there:
@@ -269,12 +289,15 @@ def recover(raw: Zone, out: Zone, pending: list[cp.Entry], present: set[str], no
     return done
 
 
-def remove_orphans(out: Zone, committed: list[cp.Entry]) -> list[str]:
+def remove_orphans(out: Zone, committed: list[cp.Entry], now: float, min_age: float) -> list[str]:
     """Parquet files of the compacted zone no entry names (a run killed between its pending plan
-    being dropped and its file deleted), and hidden temporary files."""
+    being dropped and its file deleted), and hidden temporary files, once older than ``min_age``:
+    a younger one may belong to a run elsewhere that is about to commit it (the lock is local)."""
     named = {out.path(e.output) for e in committed}
     removed = []
     for info in _listing(out):
+        if info.mtime is not None and now - info.mtime.timestamp() < min_age:
+            continue
         relative = info.path[len(out.root.rstrip('/')) + 1:]
         if relative.startswith(LOG_DIR + "/"):
             if info.base_name.endswith(".tmp"):
@@ -291,25 +314,35 @@ def remove_orphans(out: Zone, committed: list[cp.Entry]) -> list[str]:
 
 
 def delete_inputs(raw: Zone, paths: list[str]) -> int:
-    """Delete compacted raw files (with Hadoop's ``.crc`` sidecars and emptied directories)."""
+    """Delete compacted raw files (with Hadoop's ``.crc`` sidecars on local disk)."""
     deleted = 0
-    parents = set()
     for relative in paths:
         if delete_quietly(raw, raw.path(relative)):
             deleted += 1
         if raw.local:
             directory, _, name = relative.rpartition("/")
             delete_quietly(raw, raw.path(f"{directory}/.{name}.crc" if directory else f".{name}.crc"))
-            parents.add(directory)
-    if raw.local:
-        for directory in sorted(parents, key=len, reverse=True):
-            while directory:
-                try:
-                    os.rmdir(raw.path(directory))
-                except OSError:
-                    break
-                directory = directory.rpartition("/")[0]
     return deleted
+
+
+def sweep_empty_directories(raw: Zone, now: float, min_age: float) -> int:
+    """Remove partition directories of a local raw zone that are empty and were last changed at
+    least ``min_age`` ago (deleting files changes a directory, so this is a later run's work).
+    Removing one just emptied could race the stream creating a file in it (mkdir, then open)."""
+    if not raw.local:
+        return 0
+    selector = pafs.FileSelector(raw.root, recursive=True, allow_not_found=True)
+    directories = [i for i in raw.fs.get_file_info(selector) if i.type == pafs.FileType.Directory
+                   and not any(p.startswith(("_", ".")) for p in i.path[len(raw.root) + 1:].split("/"))]
+    removed = 0
+    for info in sorted(directories, key=lambda i: len(i.path), reverse=True):
+        if info.mtime is not None and now - info.mtime.timestamp() >= min_age:
+            try:
+                os.rmdir(info.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 # -- a run -------------------------------------------------------------------------------------------
@@ -320,12 +353,12 @@ def run(settings: LakehouseSettings, env: Mapping[str, str] = os.environ,
     raw = open_zone(settings.raw_path, env)
     out = open_zone(settings.compacted_path, env)
     committed, pending = entries(out)
+    sink_committed = committed_raw(raw)  # before listing: a batch committed in between is then only unlisted
     present = raw_files(raw)
-    recovered = recover(raw, out, pending, set(present), now)
+    recovered = recover(raw, out, pending, set(present), now, {e.name for e in committed})
     if recovered or pending:
         committed, _ = entries(out)
-    orphans = remove_orphans(out, committed)
-    sink_committed = committed_raw(raw)
+    orphans = remove_orphans(out, committed, now(), settings.delete_grace_seconds)
     done = cp.covered(committed)
     missing = sorted(sink_committed - set(present) - done)
     if missing:
@@ -341,8 +374,10 @@ def run(settings: LakehouseSettings, env: Mapping[str, str] = os.environ,
     pause_for_test("committed", env)
     stale = cp.deletable(committed, set(present), now(), settings.delete_grace_seconds)
     deleted = delete_inputs(raw, stale)
+    swept = sweep_empty_directories(raw, now(), settings.delete_grace_seconds)
     summary = {"files_compacted": sum(len(t.inputs) for t in tasks), "files_written": len(tasks), "rows": rows,
                "units": len({t.unit for t in tasks}), "raw_files_deleted": deleted,
+               "empty_directories_removed": swept,
                "recovered": recovered, "orphans_removed": len(orphans), "missing_raw_files": len(missing),
                "raw_files_waiting": len(candidates) - sum(len(t.inputs) for t in tasks)}
     logger.info("compaction: %s", summary)

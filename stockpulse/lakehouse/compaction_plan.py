@@ -10,7 +10,9 @@ compacted zone:
   a day, and its name still tells a reader what is inside;
 - a unit is *closed*, and compacted, when the stream has moved past it (the same index has a
   later year) or nothing was written to it for ``min_age`` seconds. A unit the stream is still
-  filling is left alone, so the job never races the writer for the same files;
+  filling is left alone, so the job never races the writer for the same files. A layout without
+  ``date`` (``LAKE_PARTITION_BY=index`` or ``none``) has no year to close: there every file at
+  least ``min_age`` old is taken, so each run merges what landed since the previous one;
 - a raw file is compacted once: the log entry that covers it records its name. Files that arrive
   later in a compacted unit become another compacted file beside the first, never a rewrite, so
   every compacted file is written once and readers that list directories can never see a row in
@@ -167,7 +169,8 @@ def plan(files: Iterable[RawFile], entries: Iterable[Entry], now: float, min_age
     by_unit: dict[tuple, list[RawFile]] = {}
     for f in pending:
         unit = unit_of(partition_of(f.path))
-        if unit in closed:
+        dated = YEAR in dict(unit)
+        if (dated and unit in closed) or (not dated and now - f.mtime >= min_age):
             by_unit.setdefault(unit, []).append(f)
     tasks = []
     for unit in sorted(by_unit):

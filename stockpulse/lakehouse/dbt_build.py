@@ -64,7 +64,7 @@ from stockpulse.config import PROJECT_ROOT, LakehouseSettings, StackSettings, St
 from stockpulse.errors import ConfigError, InputError, StockPulseError
 from stockpulse.locks import try_lock
 from stockpulse import job_runs
-from stockpulse.lakehouse.storage import duckdb_location
+from stockpulse.lakehouse.storage import duckdb_location, open_location
 
 logger = logging.getLogger(__name__)
 
@@ -241,16 +241,20 @@ def httpfs_extension() -> Path:
     return path
 
 
-def check_compacted_zone(location: str) -> None:
-    """Refuse to build from a local zone without a single Parquet file (see the module docstring)."""
-    root = local_path(location)
-    if root is None:
-        return
-    if not root.is_dir():
-        raise CompactedZoneEmpty(f"the compacted zone {root} (LAKE_COMPACTED_PATH) does not exist: "
+def check_compacted_zone(location: str, env: Mapping[str, str] = os.environ) -> None:
+    """Refuse to build from a zone without a single Parquet file (see the module docstring):
+    local, or on S3 through pyarrow (DuckDB's own error there would be a failed model)."""
+    import pyarrow.fs as pafs
+
+    fs, root = open_location(location, env)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound and local_path(location) is not None:
+        raise CompactedZoneEmpty(f"the compacted zone {location} (LAKE_COMPACTED_PATH) does not exist: "
                                  "run the lake compaction first")
-    if next(root.rglob("*.parquet"), None) is None:  # what analytics/macros/compacted_ticks.sql reads
-        raise CompactedZoneEmpty(f"the compacted zone {root} (LAKE_COMPACTED_PATH) holds no Parquet file yet: "
+    selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
+    if not any(i.type == pafs.FileType.File and i.base_name.endswith(".parquet") and not i.base_name.startswith(".")
+               for i in fs.get_file_info(selector)):  # what analytics/macros/compacted_ticks.sql reads
+        raise CompactedZoneEmpty(f"the compacted zone {location} (LAKE_COMPACTED_PATH) holds no Parquet file yet: "
                                  "run the lake compaction first")
 
 
@@ -309,7 +313,7 @@ def build(lake: LakehouseSettings, paths: StatePaths, env: Mapping[str, str], su
     if lock is None:
         raise DbtBuildError(f"another dbt build is writing {target}: wait for it to finish")
     try:
-        check_compacted_zone(lake.compacted_path)
+        check_compacted_zone(lake.compacted_path, env)
         state = paths.root / "dbt"
         s3 = None
         if is_object_store(lake.compacted_path):

@@ -23,7 +23,7 @@ from stockpulse.config import LakehouseSettings, child
 from stockpulse.lakehouse import compaction_plan as cp
 from stockpulse.lakehouse.storage import duckdb_location
 from stockpulse.lakehouse.compaction import committed_raw, entries, open_zone, read_files
-from stockpulse.schema import STORED_FIELDS
+from stockpulse.schema import STORED_FIELDS, Field
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ def read_arrow(settings: LakehouseSettings, env: Mapping[str, str] = os.environ)
 def duckdb_sql(settings: LakehouseSettings, env: Mapping[str, str] = os.environ) -> str:
     """A DuckDB ``SELECT`` of the whole lake with the stored columns (httpfs loaded for S3)."""
     files = plan(settings, env)
-    columns = ", ".join(f'CAST("{f.name}" AS {_duckdb_type(f.spark_type)}) AS "{f.name}"' for f in STORED_FIELDS)
     selects = []
     for location, paths in ((settings.raw_path, files.raw), (settings.compacted_path, [p for p, _ in files.compacted])):
+        columns = ", ".join(f'{_duckdb_column(f)} AS "{f.name}"' for f in STORED_FIELDS)
         if paths:
             quoted = ", ".join("'" + child(duckdb_location(location), p).replace("'", "''") + "'" for p in paths)
             selects.append(f"SELECT {columns} FROM read_parquet([{quoted}], hive_partitioning = true, "
@@ -67,6 +67,17 @@ def duckdb_sql(settings: LakehouseSettings, env: Mapping[str, str] = os.environ)
         empty = ", ".join(f'CAST(NULL AS {_duckdb_type(f.spark_type)}) AS "{f.name}"' for f in STORED_FIELDS)
         return f"SELECT {empty} WHERE false"
     return " UNION ALL ".join(selects)
+
+
+def _duckdb_column(field: Field) -> str:
+    """The column in the lake's type. Spark's INT96 timestamps read as naive UTC and pyarrow's
+    compacted files as UTC instants: a bare CAST to TIMESTAMPTZ would read the naive ones in the
+    session's time zone, so each is converted by what it is."""
+    if field.spark_type == "TIMESTAMP":
+        name = f'"{field.name}"'
+        return (f"CASE WHEN typeof({name}) = 'TIMESTAMP' THEN timezone('UTC', CAST({name} AS TIMESTAMP)) "
+                f"ELSE CAST({name} AS TIMESTAMPTZ) END")
+    return f'CAST("{field.name}" AS {_duckdb_type(field.spark_type)})'
 
 
 def _duckdb_type(spark_type: str) -> str:
@@ -80,15 +91,16 @@ def spark_frame(spark, settings: LakehouseSettings, env: Mapping[str, str] = os.
 
     files = plan(settings, env)
     columns = [F.col(f"`{f.name}`").cast(f.spark_type).alias(f.name) for f in STORED_FIELDS]
+    # The contract's types, partition columns included: inferred, an index "0100" would read as 100.
+    schema = ", ".join(f"`{f.name}` {f.spark_type}" for f in STORED_FIELDS)
     frames = []
     if files.raw:
-        frames.append(spark.read.option("basePath", settings.raw_path)
+        frames.append(spark.read.schema(schema).option("basePath", settings.raw_path)
                       .parquet(*[child(settings.raw_path, p) for p in files.raw]).select(*columns))
     if files.compacted:
-        frames.append(spark.read.option("basePath", settings.compacted_path)
+        frames.append(spark.read.schema(schema).option("basePath", settings.compacted_path)
                       .parquet(*[child(settings.compacted_path, p) for p, _ in files.compacted]).select(*columns))
     if not frames:
-        schema = ", ".join(f"`{f.name}` {f.spark_type}" for f in STORED_FIELDS)
         return spark.createDataFrame([], schema)
     result = frames[0]
     for frame in frames[1:]:

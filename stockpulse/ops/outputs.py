@@ -13,15 +13,20 @@ import shutil
 import sys
 from pathlib import Path
 
-from stockpulse.config import SINKS, PROJECT_ROOT, ConsumerSettings, PostgresSettings, local_path, redact_url
+from stockpulse.config import SINKS, PROJECT_ROOT, ConsumerSettings, LakehouseSettings, PostgresSettings, local_path, redact_url
 from stockpulse.errors import ConfigError, StockPulseError
 
 logger = logging.getLogger(__name__)
 
 
-def targets(settings: ConsumerSettings) -> list[Path]:
-    """What gets deleted: the lake directory and each sink's checkpoint directory (local only)."""
-    locations = [settings.lake_path, *(settings.checkpoint(sink) for sink in SINKS)]
+def targets(settings: ConsumerSettings, lakehouse: LakehouseSettings | None = None) -> list[Path]:
+    """What gets deleted: the lake directory, each sink's checkpoint directory, and the layers
+    built from the lake (the compacted zone, the marts), local only. The later layers go too:
+    after a reset the stream writes every tick again, and an old compacted zone beside the new
+    raw zone would hold each of them twice."""
+    lakehouse = lakehouse or LakehouseSettings.from_env()
+    locations = [settings.lake_path, *(settings.checkpoint(sink) for sink in SINKS), lakehouse.compacted_path,
+                 str(lakehouse.analytics_db)]
     paths = [local_path(location) for location in locations]
     remote = [location for location, path in zip(locations, paths) if path is None]
     if remote:
@@ -54,7 +59,8 @@ def truncate_tables(url: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="clear_outputs.py",
-        description="Delete the Parquet lake and the Spark checkpoints (stop the consumer first).",
+        description="Delete the Parquet lake, the Spark checkpoints, the compacted zone and the dbt marts "
+                    "(stop the consumer first).",
     )
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask before deleting")
     parser.add_argument("--truncate", action="store_true", help="also empty ticks_raw and ticks_dead_letter")

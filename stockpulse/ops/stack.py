@@ -61,7 +61,8 @@ def embedded_seaweedfs(s: StackSettings):
 def with_lake_store(s: StackSettings, keys: bool = False) -> StackSettings:
     """Under ``LAKE_STORE=s3`` (and a LAKE_PATH not already ``s3a://``), the stack's settings and the
     environment of everything it starts point the lake at the embedded SeaweedFS: the lake and
-    the compacted zone in its bucket, the checkpoints local in their own directory, and (``keys``,
+    the compacted zone in its bucket, the checkpoints local in their own directory, the raw zone
+    partitioned by index unless LAKE_PARTITION_BY is set, and (``keys``,
     for ``up``) the AWS variables with its key pair. Otherwise ``s`` unchanged."""
     import os
 
@@ -72,6 +73,11 @@ def with_lake_store(s: StackSettings, keys: bool = False) -> StackSettings:
     os.environ.update(S3_LAKE_LOCATIONS)
     if not os.environ.get("CHECKPOINT_DIR", "").strip():
         os.environ["CHECKPOINT_DIR"] = S3_LAKE_CHECKPOINT_DIR
+    if not os.environ.get("LAKE_PARTITION_BY", "").strip():
+        # index,date writes an object per row during a replay: 29k PUTs held the first batch for
+        # minutes and the supervisor restarted it as stalled. By index, a batch is a few objects;
+        # compaction still gives the compacted zone its files per index.
+        os.environ["LAKE_PARTITION_BY"] = "index"
     if keys:
         os.environ.update(embedded_seaweedfs(s).client_env())
     return StackSettings.from_env()

@@ -119,3 +119,13 @@ def test_a_state_directory_with_spaces_and_plus_signs_gives_a_url_libpq_and_sqla
     expected = "/home/me/My Projects/a+b&c%d/.state/secrets/pgpass"
     assert conninfo_to_dict(url)["passfile"] == expected
     assert make_url(sqlalchemy_url(reader_url(url))).query["passfile"] == expected
+
+
+@pytest.mark.parametrize("raw, compacted", [("/l", "/l"), ("/l/raw", "/l"), ("/l", "/l/compacted"),
+                                            ("s3a://b/lake", "s3a://b/lake/c")])
+def test_the_compacted_zone_may_not_overlap_the_raw_one(raw, compacted):
+    from stockpulse.config import LakehouseSettings
+
+    with pytest.raises(ConfigError, match="overlap"):
+        LakehouseSettings.from_env({"LAKE_PATH": raw, "LAKE_COMPACTED_PATH": compacted})
+    assert LakehouseSettings.from_env({"LAKE_PATH": "/l/raw", "LAKE_COMPACTED_PATH": "/l/rawc"}).compacted_path == "/l/rawc"

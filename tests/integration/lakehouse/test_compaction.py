@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -81,6 +82,34 @@ def rows_in_years(path: Path, years: tuple[str, ...]) -> int:
         return sum(1 for row in csv.reader(f) if row[1][:4] in years)
 
 
+@contextmanager
+def readers_throughout(settings: LakehouseSettings, env):
+    """Read the whole lake (pyarrow and DuckDB) in a loop until the block ends; yields the
+    (rows, distinct keys) each read saw. A reader's exception fails the test."""
+    seen: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read():
+        try:
+            while not done.is_set():
+                keys = view_keys(settings, env)
+                seen.append((len(keys), len(set(keys))))
+                seen.append(duckdb_count(lake_view.duckdb_sql(settings, env)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        reader.join(120)
+    assert not reader.is_alive(), "a reader hung"
+    if errors:
+        raise errors[0]
+
+
 @pytest.fixture
 def lake_env(pipeline_env, tmp_path):
     env = {**pipeline_env, "LAKE_COMPACTED_PATH": str(tmp_path / "compacted"), "LAKE_PARTITION_BY": "index,date",
@@ -105,21 +134,8 @@ def test_compaction_while_the_stream_runs_keeps_every_reader_exact(lake_env, tmp
         assert raw_before >= sent // 2, "the default layout writes about a file per row during a replay"
 
         # During: readers of both kinds read the lake over and over while a compaction runs.
-        seen: list[tuple[int, int]] = []
-        done = threading.Event()
-
-        def read_while_compacting():
-            while not done.is_set():
-                keys = view_keys(settings, env)
-                seen.append((len(keys), len(set(keys))))
-                seen.append(duckdb_count(lake_view.duckdb_sql(settings, env)))
-        reader = threading.Thread(target=read_while_compacting)
-        reader.start()
-        try:
+        with readers_throughout(settings, env) as seen:
             compact(env, "--min-age", "3600", "--grace", "3600")
-        finally:
-            done.set()
-            reader.join(60)
         assert seen and set(seen) == {(sent, sent)}, f"a reader saw a wrong count during compaction: {set(seen)}"
 
         year_2008 = rows_in_years(first, ("2008",))
@@ -128,7 +144,9 @@ def test_compaction_while_the_stream_runs_keeps_every_reader_exact(lake_env, tmp
         assert raw_part_files(settings, "2008"), "inputs stay for the grace period"
         assert len(view_keys(settings, env)) == sent
 
-        compact(env, "--min-age", "3600", "--grace", "0")
+        with readers_throughout(settings, env) as seen:  # and while the compacted inputs are deleted
+            compact(env, "--min-age", "3600", "--grace", "0")
+        assert seen and set(seen) == {(sent, sent)}, f"a reader saw a wrong count during deletion: {set(seen)}"
         assert not raw_part_files(settings, "2008")
         assert not list(Path(settings.raw_path).glob("index=*/date=2008-*")), "emptied partitions are removed"
         keys = view_keys(settings, env)

@@ -97,3 +97,11 @@ def test_pipeline_defaults_are_the_embedded_broker_and_the_projects_directories(
     assert (s.bootstrap_servers, s.topic) == ("127.0.0.1:9092", "stock_ticks")
     assert (s.checkpoint_dir, s.lake_path) == (str(PROJECT_ROOT / "chk"), str(PROJECT_ROOT / "lake/parquet"))
     assert s.analytics_db == PROJECT_ROOT / "lake" / "analytics.duckdb"
+
+
+def test_index_names_in_the_share_notes_cannot_become_markup():
+    from stockpulse.dashboard import formatting
+
+    hostile = "[x](http://evil)"
+    for note in (formatting.no_volume([hostile], [hostile, "HSI"]), formatting.thin_share([hostile], 0.005)):
+        assert "\\[x\\]" in note and "[x](" not in note

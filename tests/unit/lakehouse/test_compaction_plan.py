@@ -126,3 +126,28 @@ def test_partition_values_fill_columns_the_directory_carries():
     normal = normalise(table)
     assert normal.column("index").to_pylist() == ["HSI"] * 3
     assert normal.column("date").to_pylist() == [date(2020, 1, 2)] * 3
+
+
+def test_without_a_date_in_the_layout_files_are_taken_by_age():
+    files = [raw("index=HSI/part-a.parquet", mtime=100), raw("index=HSI/part-b.parquet", mtime=990)]
+    tasks = cp.plan(files, [], now=1000, min_age=60)
+    assert [t.inputs for t in tasks] == [("index=HSI/part-a.parquet",)]
+    assert tasks[0].output.startswith("index=HSI/part-")
+
+
+def test_int96_timestamps_outside_the_nanosecond_range_survive_a_read(tmp_path):
+    """Spark writes INT96; read at nanoseconds, year 3000 would wrap to 2084 (and be checksummed so)."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from stockpulse.lakehouse.compaction import Zone, read_files
+
+    table = ticks(2).drop_columns(["index", "date"])
+    late = datetime(3000, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    table = table.set_column(0, "stream_ts", pa.array([late, late], pa.timestamp("us", tz="UTC")))
+    path = tmp_path / "index=HSI" / "date=2020-01-02" / "part-0.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(table, path, use_deprecated_int96_timestamps=True)
+    read = read_files(Zone(pafs.LocalFileSystem(), str(tmp_path)), ["index=HSI/date=2020-01-02/part-0.parquet"])
+    assert read.column("stream_ts").to_pylist() == [late, late]
+    assert read.column("index").to_pylist() == ["HSI", "HSI"]

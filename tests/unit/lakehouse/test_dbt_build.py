@@ -149,7 +149,6 @@ def test_an_empty_or_missing_zone_is_refused(tmp_path):
     (tmp_path / "index=HSI" / "year=2020").mkdir(parents=True)
     (tmp_path / "index=HSI" / "year=2020" / "part-0.parquet").write_bytes(b"")
     check_compacted_zone(str(tmp_path))
-    check_compacted_zone("s3a://bucket/compacted")  # an object store is left to dbt
 
 
 def test_the_seed_is_the_shipped_index_list_without_bom_or_crlf():

@@ -4,14 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from stockpulse.config import ConsumerSettings
+from stockpulse.config import ConsumerSettings, LakehouseSettings
 from stockpulse.errors import ConfigError
 from stockpulse.ops.outputs import targets
 
 
-def test_targets_are_the_lake_and_both_checkpoints(tmp_path):
-    settings = ConsumerSettings.from_env({"LAKE_PATH": str(tmp_path / "lake"), "CHECKPOINT_DIR": str(tmp_path / "chk")})
-    assert targets(settings) == [tmp_path / "lake", tmp_path / "chk" / "parquet", tmp_path / "chk" / "postgres"]
+def test_targets_are_the_lake_both_checkpoints_and_the_layers_built_from_the_lake(tmp_path):
+    env = {"LAKE_PATH": str(tmp_path / "lake"), "CHECKPOINT_DIR": str(tmp_path / "chk"),
+           "LAKE_COMPACTED_PATH": str(tmp_path / "compacted"), "ANALYTICS_DUCKDB": str(tmp_path / "a.duckdb")}
+    assert targets(ConsumerSettings.from_env(env), LakehouseSettings.from_env(env)) == [
+        tmp_path / "lake", tmp_path / "chk" / "parquet", tmp_path / "chk" / "postgres",
+        tmp_path / "compacted", tmp_path / "a.duckdb"]
 
 
 def test_a_remote_lake_is_refused():

@@ -94,7 +94,7 @@ def test_bad_settings_are_config_errors(env):
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     for name in ("LAKE_PATH", "LAKE_COMPACTED_PATH", "CHECKPOINT_DIR", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                 "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "LAKE_STORE", "SEAWEEDFS_PORT"):
+                 "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "LAKE_STORE", "SEAWEEDFS_PORT", "LAKE_PARTITION_BY"):
         monkeypatch.setenv(name, "")  # recorded, so what with_lake_store writes is undone after the test
         monkeypatch.delenv(name)
     monkeypatch.setenv("STOCKPULSE_STATE_DIR", str(tmp_path / "state"))
@@ -111,6 +111,7 @@ def test_make_up_under_s3_points_everything_it_starts_at_the_store(clean_env):
     assert s.consumer.lake_path == os.environ["LAKE_PATH"] == "s3a://stockpulse/lake/parquet"
     assert os.environ["LAKE_COMPACTED_PATH"] == "s3a://stockpulse/lake/compacted"
     assert s.consumer.checkpoint_dir.endswith("chk/s3")  # local, and not the local lake's checkpoints
+    assert s.consumer.partition_by == ("index",)  # a few objects per batch, not one per row
     assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:8333" and os.environ["AWS_ACCESS_KEY_ID"]
     again = with_lake_store(StackSettings.from_env(), keys=True)  # the exported path still means "ours"
     assert again.consumer == s.consumer and LakeStoreSettings.from_env().embedded
