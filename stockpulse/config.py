@@ -244,6 +244,10 @@ class LakehouseSettings:
             # zones that overlap would delete each other's files
             raise ConfigError(f"LAKE_COMPACTED_PATH={compacted} and LAKE_PATH={raw} overlap: "
                               "give the compacted zone a location of its own (e.g. lake/compacted beside lake/parquet)")
+        if env_str(env, "LAKE_STORE", "local").lower() == "s3" and not _URI.match(raw):
+            raise ConfigError("LAKE_STORE=s3 but LAKE_PATH is a local path: `make up` gives the jobs it starts the "
+                              "store's locations and keys; by hand, take them first with "
+                              "eval \"$(.venv/bin/python -m stockpulse.ops.stack env)\"")
         return cls(
             raw_path=raw,
             compacted_path=compacted,

@@ -271,9 +271,25 @@ def status_text(s: StackSettings, infrastructure_only: bool = False) -> str:
     return "\n".join(lines)
 
 
+EXPORTED = ("LAKE_PATH", "LAKE_COMPACTED_PATH", "CHECKPOINT_DIR", "LAKE_PARTITION_BY", "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+"""What ``up`` may set for the jobs it starts (under ``LAKE_STORE=s3``), so a job run by hand can
+take the same: ``eval "$(python -m stockpulse.ops.stack env)"``."""
+
+
+def env_lines(s: StackSettings) -> list[str]:
+    """``export`` lines of the settings ``up`` gives its jobs (the store's key pair included: this
+    is for the user's own shell, as ``aws configure export-credentials`` is)."""
+    import os
+    import shlex
+
+    with_lake_store(s, keys=True)
+    return [f"export {name}={shlex.quote(os.environ[name])}" for name in EXPORTED if os.environ.get(name, "").strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stockpulse.ops.stack")
-    parser.add_argument("command", choices=["up", "down", "services", "status"])
+    parser.add_argument("command", choices=["up", "down", "services", "status", "env"])
     args = parser.parse_args(argv)
     try:
         settings = with_lake_store(StackSettings.from_env())
@@ -283,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             up(settings, infrastructure_only=True)
         elif args.command == "down":
             down(settings)
+        elif args.command == "env":
+            print("\n".join(env_lines(settings)))
         else:
             print(status_text(settings))
     except StockPulseError as exc:

@@ -147,3 +147,17 @@ def test_stale_sockets_of_our_ports_go_and_nothing_else(tmp_path):
     plain.write_text("not a socket")
     assert sorted(remove_stale_sockets(30000, tmp_path)) == sorted(ours)
     assert theirs.exists() and plain.exists() and not any(p.exists() for p in ours)
+
+
+def test_stack_env_exports_what_up_gives_its_jobs_and_hand_runs_without_it_are_refused(clean_env):
+    from stockpulse.config import LakehouseSettings
+    from stockpulse.errors import ConfigError
+    from stockpulse.ops.stack import env_lines
+
+    clean_env.setenv("LAKE_STORE", "s3")
+    with pytest.raises(ConfigError, match="stockpulse.ops.stack env"):
+        LakehouseSettings.from_env()  # LAKE_STORE=s3 alone would compact the local lake/
+    lines = env_lines(StackSettings.from_env())
+    assert "export LAKE_PATH=s3a://stockpulse/lake/parquet" in lines
+    assert any(line.startswith("export AWS_SECRET_ACCESS_KEY=") for line in lines)
+    assert LakehouseSettings.from_env().raw_path == "s3a://stockpulse/lake/parquet"
