@@ -67,7 +67,7 @@ sysdeps:                  ## Java and Maven (PostgreSQL is found or installed by
 	@command -v java >/dev/null || bash scripts/install_system_packages.sh openjdk-17-jre-headless
 	@command -v mvn >/dev/null || bash scripts/install_system_packages.sh maven
 
-jars: venv sysdeps        ## resolve the Kafka broker and Spark's Kafka connector from the Maven registry (once, cached)
+jars: venv sysdeps        ## resolve the Kafka broker, Spark's Kafka connector and Hadoop's S3A from the Maven registry (once, cached)
 	$(PY) -m stockpulse.jars
 
 browser:                  ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
