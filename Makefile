@@ -63,11 +63,11 @@ $(STAMP): requirements-lock.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-sysdeps:                  ## Java and Maven (PostgreSQL is found or installed by the stack itself)
-	@command -v java >/dev/null || bash scripts/install_system_packages.sh openjdk-17-jre-headless
+sysdeps:                  ## a JDK (Java, and javac for the PostgreSQL writer) and Maven (PostgreSQL is found or installed by the stack itself)
+	@command -v java >/dev/null && command -v javac >/dev/null || bash scripts/install_system_packages.sh openjdk-17-jdk-headless
 	@command -v mvn >/dev/null || bash scripts/install_system_packages.sh maven
 
-jars: venv sysdeps        ## resolve the Kafka broker, Spark's Kafka connector and Hadoop's S3A from the Maven registry (once, cached)
+jars: venv sysdeps        ## resolve the Kafka broker, Spark's Kafka connector, Hadoop's S3A and the PostgreSQL JDBC driver from the Maven registry, compile the PostgreSQL writer (once, cached)
 	$(PY) -m stockpulse.jars
 
 browser:                  ## Debian's chromium for the browser tests (Playwright drives it; no browser download)

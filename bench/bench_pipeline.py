@@ -18,7 +18,8 @@ What is measured:
   every other figure is a share of), and the same with kafka-python;
 - end to end: ``consumer.py --once`` (both sinks, layout ``index``) on ~1M messages with the
   official source, then on the small topic with the official source and with the project's Python
-  reader (``KAFKA_SOURCE=python``); each run has its own fresh database, lake and checkpoints, and
+  reader (``KAFKA_SOURCE=python``), and once more with PostgreSQL written from the driver
+  (``POSTGRES_WRITER=python``) instead of the executors (the job's log must name the writer); each run has its own fresh database, lake and checkpoints, and
   micro-batches capped at ``--batch-rows``. The job's log must name the source asked for.
   ``rows_per_s_wall`` divides by the whole run, JVM and Spark start-up included;
   ``rows_per_s_steady`` leaves out each query's first micro-batch (JIT warm-up, first Python
@@ -126,6 +127,17 @@ def job_env(bootstrap: str, topic: str, url: str, work: Path, kafka_source: str 
     if kafka_source:
         env["KAFKA_SOURCE"] = kafka_source
     return env
+
+
+WRITERS = {"jvm": "PostgreSQL is written from the executors", "python": "PostgreSQL is written from the driver"}
+
+
+def postgres_writer(log: str) -> str:
+    """Which PostgreSQL writer the job's log says it used (``jvm`` or ``python``)."""
+    named = [writer for writer, phrase in WRITERS.items() if phrase in log]
+    if len(named) != 1:
+        raise SystemExit(f"the job's log names no single PostgreSQL writer; its log:\n{log[-3000:]}")
+    return named[0]
 
 
 def check_source(log: str, source: str) -> None:
@@ -250,12 +262,16 @@ def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_
     memory: list = []
     started_at, seconds, log = run_once(env, progress_file, memory)
     check_source(log, source)
+    writer = postgres_writer(log)
+    if extra.get("POSTGRES_WRITER", writer) != writer:
+        raise SystemExit(f"the run asked for POSTGRES_WRITER={extra['POSTGRES_WRITER']} but wrote with {writer}")
     progress = json.loads(progress_file.read_text())
     steady, batches = steady_rate(progress)
     firsts = first_batch_seconds(progress, started_at)
     rows, rows_per_tick = sent["rows"], sent["rows"] / sent["ticks"]
     files = sum(1 for _ in (work / name / "lake").rglob("*.parquet"))
-    run = {"source": source, "kafka_source_env": SOURCES[source][0] or "(default)", "layout": layout,
+    run = {"source": source, "kafka_source_env": SOURCES[source][0] or "(default)", "postgres_writer": writer,
+           "layout": layout,
            "ticks": sent["ticks"], "rows": rows, "rows_in_postgres": count_rows(url),
            "rows_in_lake": count_lake_rows(work / name / "lake"), "parquet_files": files,
            "batch_rows": batch_rows, "batches_per_query": batches,
@@ -393,6 +409,10 @@ def throughput(args, server, bootstrap: str, work: Path, results: dict) -> None:
         logger.info("end to end, %s source, layout index (%d rows)", source, rows)
         results["end_to_end"].append(end_to_end(server, bootstrap, "bench_big", results["producer"], source,
                                                 "index", args.batch_rows, work))
+    logger.info("end to end, official source, layout index, PostgreSQL written from the driver (%d rows)", rows)
+    results["end_to_end"].append(end_to_end(server, bootstrap, "bench_big", results["producer"], "official",
+                                            "index", args.batch_rows, work, "driver_writer_",
+                                            POSTGRES_WRITER="python"))
     if args.daily_ticks:
         ensure_topic(bootstrap, "bench_daily", PARTITIONS)
         daily = produce(bootstrap, "bench_daily", args.daily_ticks)

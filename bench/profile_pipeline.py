@@ -51,6 +51,9 @@ logger = logging.getLogger("profile")
 JVM_STAGES = [
     ("json parse", ("JsonToStructs", "JacksonParser", "com.fasterxml.jackson", "JsonInferSchema")),
     ("decimal arithmetic (BigDecimal: parse, checks, multiply, encode)", ("java.math.", "org.apache.spark.sql.types.Decimal", "scala.math.BigDecimal")),
+    ("postgres copy from the executors (JDBC)", ("org.postgresql.", "io.stockpulse.sink")),
+    ("csv encode for the JVM writer", ("concatWs", "UTF8String.concat", "UTF8String.replace", "TimestampFormatter",
+                                       "DateTimeFormatter", "Decimal.toString", "BigDecimal.toPlainString")),
     ("kafka read", ("org.apache.kafka.", "kafka010")),
     ("parquet write", ("org.apache.parquet.", "ParquetOutputWriter", "FileFormatDataWriter", "compress")),
     ("arrow transfer", ("org.apache.arrow.", "ArrowConverters", "ArrowWriter", "ArrowBatchStreamWriter")),

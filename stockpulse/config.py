@@ -131,6 +131,12 @@ def embedded_url(port: int, passfile: Path, user: str = PIPELINE_ROLE, database:
     return f"postgresql://{user}@127.0.0.1:{port}/{database}?passfile={quote(str(passfile), safe='/')}"
 
 
+POSTGRES_WRITERS = ("auto", "jvm", "python")
+"""How the job writes PostgreSQL: ``jvm`` COPYs from Spark's executors (the JDBC driver and the
+project's writer class, ``jvm/postgres-copy``), ``python`` collects each batch to the driver and
+COPYs with psycopg; ``auto`` takes ``jvm`` when its jars can be had, else ``python``."""
+
+
 @dataclass(frozen=True)
 class PostgresSettings:
     url: str  # DATABASE_URL (unset: embedded server on 127.0.0.1:PG_EMBEDDED_PORT, database stocks)
@@ -138,6 +144,7 @@ class PostgresSettings:
     embedded_port: int  # PG_EMBEDDED_PORT
     passfile: Path  # <STOCKPULSE_STATE_DIR>/secrets/pgpass: the embedded server's passwords
     retry_seconds: int  # POSTGRES_RETRY_SECONDS: how long the sink retries a batch while the server is away
+    writer: str = "auto"  # POSTGRES_WRITER: auto | jvm (COPY from the executors) | python (COPY from the driver)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "PostgresSettings":
@@ -148,12 +155,16 @@ class PostgresSettings:
                 f"DATABASE_URL must start with postgresql:// (got {redact_url(external)!r})"
             )
         passfile = StatePaths(_path(env, "STOCKPULSE_STATE_DIR", ".state")).pgpass
+        writer = env_str(env, "POSTGRES_WRITER", "auto").lower()
+        if writer not in POSTGRES_WRITERS:
+            raise ConfigError(f"POSTGRES_WRITER={writer!r}: use {', '.join(POSTGRES_WRITERS)}")
         return cls(
             url=external or embedded_url(port, passfile),
             embedded=not external,
             embedded_port=port,
             passfile=passfile,
             retry_seconds=env_int(env, "POSTGRES_RETRY_SECONDS", 120),
+            writer=writer,
         )
 
 
@@ -187,6 +198,7 @@ class ConsumerSettings:
     fail_on_data_loss: bool  # FAIL_ON_DATA_LOSS
     kafka_source: str  # KAFKA_SOURCE: auto | builtin | python
     shuffle_partitions: int  # SPARK_SHUFFLE_PARTITIONS
+    min_partitions: int = 0  # KAFKA_MIN_PARTITIONS: Spark tasks per micro-batch at least (0: one per Kafka partition)
 
     def checkpoint(self, sink: str) -> str:
         """The checkpoint location of ``sink``'s query."""
@@ -222,6 +234,7 @@ class ConsumerSettings:
             fail_on_data_loss=_bool(env, "FAIL_ON_DATA_LOSS", True),
             kafka_source=source,
             shuffle_partitions=env_int(env, "SPARK_SHUFFLE_PARTITIONS", 4, 1),
+            min_partitions=env_int(env, "KAFKA_MIN_PARTITIONS", 0),
         )
 
 

@@ -1,5 +1,6 @@
-"""JVM dependencies from the Maven registry: the Apache Kafka broker, Spark's Kafka connector and
-Hadoop's S3A filesystem (for ``s3a://`` lakes).
+"""JVM dependencies from the Maven registry: the Apache Kafka broker, Spark's Kafka connector,
+Hadoop's S3A filesystem (for ``s3a://`` lakes) and the PostgreSQL JDBC driver with the project's
+own writer class (``jvm/postgres-copy``), compiled here against pyspark's jars.
 
 Why Maven and not ``spark-submit --packages`` alone: the same resolver serves both the broker
 (which Spark's Ivy cannot start) and the connector, honours the machine's Maven settings (a
@@ -30,7 +31,11 @@ JVM_DIR = PROJECT_ROOT / "jvm"
 KAFKA_BROKER = "kafka-broker"
 SPARK_KAFKA = "spark-kafka"
 HADOOP_AWS = "hadoop-aws"
-BUNDLES = (KAFKA_BROKER, SPARK_KAFKA, HADOOP_AWS)
+POSTGRES_COPY = "postgres-copy"
+BUNDLES = (KAFKA_BROKER, SPARK_KAFKA, HADOOP_AWS, POSTGRES_COPY)
+WRITER_JAR = "stockpulse-postgres-copy.jar"
+WRITER_SOURCES = JVM_DIR / POSTGRES_COPY / "src" / "main" / "java"
+COMPILE_TIMEOUT_SECONDS = 300
 RESOLVE_TIMEOUT_SECONDS = 900
 _COMPLETE = ".complete"
 _VERSIONED = re.compile(r"^(?P<name>.+?)-\d+\.\d+[\w.]*(?:-[\w.]+)?\.jar$")  # name-1.2.3[-qualifier].jar
@@ -163,6 +168,82 @@ def hadoop_aws_jars(root: Path | None = None) -> list[Path]:
     return [jar for jar in resolve(HADOOP_AWS, root) if artifact_name(jar.name) not in shipped]
 
 
+def postgres_copy_jars(root: Path | None = None) -> list[Path]:
+    """The JDBC driver and the project's COPY writer (:mod:`stockpulse.stream.sinks.jvm_copy`)."""
+    shipped = pyspark_jar_names()
+    driver = [jar for jar in resolve(POSTGRES_COPY, root) if artifact_name(jar.name) not in shipped]
+    return [*driver, compiled_writer(driver, root)]
+
+
+def _pyspark_jars_dir() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def writer_digest(sources: list[Path], classpath: list[Path]) -> str:
+    """What the compiled writer depends on: its sources, pyspark's version and the driver's jars;
+    any change compiles again into a new directory, and nothing else does."""
+    import pyspark
+
+    digest = hashlib.sha256(pyspark.__version__.encode())
+    for path in [*sources, *classpath]:
+        digest.update(path.name.encode())
+        if path.suffix == ".java":
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def compiled_writer(classpath: list[Path], root: Path | None = None) -> Path:
+    """The writer's jar, compiled with ``javac`` against pyspark's own jars and ``classpath`` the
+    first time and cached: the class must match the Spark it runs in, which a jar downloaded for
+    some other Spark would not guarantee, and compiling needs nothing from the network."""
+    import zipfile
+
+    from stockpulse.locks import acquire_lock
+
+    root = root or cache_root()
+    sources = sorted(WRITER_SOURCES.rglob("*.java"))
+    directory = root / f"{POSTGRES_COPY}-writer-{writer_digest(sources, classpath)}"
+    jar = directory / WRITER_JAR
+    if jar.is_file():
+        return jar
+    javac = shutil.which("javac")
+    if not javac:
+        raise ServiceError("compiling the JVM PostgreSQL writer needs a JDK (javac): run 'make sysdeps' or "
+                           "apt-get install openjdk-17-jdk-headless")
+    root.mkdir(parents=True, exist_ok=True)
+    lock = acquire_lock(root / f".{POSTGRES_COPY}-writer.lock", COMPILE_TIMEOUT_SECONDS)
+    if lock is None:
+        raise ServiceError(f"another process has been compiling the PostgreSQL writer for {COMPILE_TIMEOUT_SECONDS} s")
+    try:
+        if jar.is_file():
+            return jar
+        staging = Path(tempfile.mkdtemp(prefix=f".{POSTGRES_COPY}-writer-", dir=root))
+        classes = staging / "classes"
+        path = os.pathsep.join([str(_pyspark_jars_dir() / "*"), *map(str, classpath)])
+        command = [javac, "-nowarn", "--release", "17", "-encoding", "UTF-8", "-cp", path, "-d", str(classes),
+                   *map(str, sources)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            result = None
+        if result is None or result.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            detail = "timed out" if result is None else (result.stderr.strip().splitlines() or ["no output"])[0]
+            raise ServiceError(f"compiling the JVM PostgreSQL writer failed: {detail}")
+        with zipfile.ZipFile(staging / WRITER_JAR, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(classes.rglob("*.class")):
+                archive.write(path, path.relative_to(classes).as_posix())
+        shutil.rmtree(classes)
+        shutil.rmtree(directory, ignore_errors=True)
+        os.replace(staging, directory)
+        logger.info("compiled the JVM PostgreSQL writer into %s", jar)
+        return jar
+    finally:
+        lock.close()
+
+
 def hadoop_aws_package() -> str:
     """The ``--packages`` coordinate of S3A matching pyspark's Hadoop (for spark-submit)."""
     return f"org.apache.hadoop:hadoop-aws:{pinned_version(HADOOP_AWS, 'hadoop-aws')}"
@@ -173,17 +254,27 @@ def spark_kafka_package() -> str:
     return f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pinned_version(SPARK_KAFKA, 'spark-sql-kafka-0-10_2.13')}"
 
 
-def main() -> int:
-    """``python -m stockpulse.jars``: resolve every bundle now (``make jars``), print where."""
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stockpulse.jars``: resolve every bundle now (``make jars``), print where;
+    ``--postgres-writer`` prints only the PostgreSQL writer's jars, comma-separated, for
+    ``spark-submit --jars``."""
     import sys
 
     from stockpulse import logs
 
     logs.configure()
+    args = sys.argv[1:] if argv is None else argv
     try:
+        if args == ["--postgres-writer"]:
+            print(",".join(str(jar) for jar in postgres_copy_jars()))
+            return 0
+        if args:
+            print("usage: python -m stockpulse.jars [--postgres-writer]", file=sys.stderr)
+            return 2
         for bundle in BUNDLES:
             found = resolve(bundle)
             print(f"{bundle}: {len(found)} jars in {found[0].parent}")
+        print(f"postgres-copy writer: {postgres_copy_jars()[-1]}")
     except ServiceError as exc:
         print(f"jars: error: {exc}", file=sys.stderr)
         return 2

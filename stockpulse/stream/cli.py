@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from stockpulse.config import StackSettings
         from stockpulse.db import apply_init_sql
-        from stockpulse.stream.job import JobSettings, build_session, connector_jars, start_queries, wait_for
+        from stockpulse.stream.job import (
+            JobSettings, build_session, connector_jars, postgres_writer_jars, start_queries, wait_for,
+        )
         from stockpulse.stream.lake import remove_uncommitted
 
         stack = StackSettings.from_env()
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat = Heartbeat(files.heartbeat, os.getpid())
         apply_init_sql(job.postgres.url)
         remove_uncommitted(job.consumer.lake_path)
-        spark = build_session(job.consumer, args.master, connector_jars(job.consumer.kafka_source))
+        jars = [*connector_jars(job.consumer.kafka_source), *postgres_writer_jars(job.postgres.writer)]
+        spark = build_session(job.consumer, args.master, jars)
         ship_package(spark)
         listener = heartbeat_listener(heartbeat)
         spark.streams.addListener(listener)

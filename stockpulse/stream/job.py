@@ -35,10 +35,21 @@ class JobSettings:
         return cls(stack.consumer, stack.kafka, stack.postgres)
 
 
+def named_in_conf(conf, marker: str) -> bool:
+    """True when spark-submit or spark-defaults.conf already put a jar or package whose name holds
+    ``marker`` on the classpath (``--packages``, ``--jars``, an extra class path)."""
+    keys = ("spark.jars.packages", "spark.jars", "spark.driver.extraClassPath")
+    return marker in ",".join(conf.get(key, "") or "" for key in keys)
+
+
+def jvm_running(conf) -> bool:
+    """True under spark-submit: the JVM already runs, so jars added now would not reach the driver."""
+    return conf.contains("spark.app.id") or "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def connector_submitted(conf) -> bool:
     """True when spark-submit already put the connector on the classpath (``--packages``/``--jars``)."""
-    named = ",".join(conf.get(key, "") or "" for key in ("spark.jars.packages", "spark.jars"))
-    return "spark-sql-kafka-0-10" in named
+    return named_in_conf(conf, "spark-sql-kafka-0-10")
 
 
 def connector_jars(wanted: str, conf=None) -> list[str]:
@@ -59,8 +70,7 @@ def connector_jars(wanted: str, conf=None) -> list[str]:
     conf = conf if conf is not None else SparkConf()
     if connector_submitted(conf):
         return []
-    if conf.contains("spark.app.id") or "PYSPARK_GATEWAY_PORT" in os.environ:
-        # Under spark-submit the JVM is already running: jars added now would not reach the driver.
+    if jvm_running(conf):
         if wanted == "builtin":
             raise ConfigError(f"KAFKA_SOURCE=builtin under spark-submit needs --packages {spark_kafka_package()}")
         logger.warning("spark-submit without --packages %s: reading Kafka with the project's Python reader",
@@ -74,6 +84,68 @@ def connector_jars(wanted: str, conf=None) -> list[str]:
         logger.warning("%s; reading Kafka with the project's Python reader instead (KAFKA_SOURCE=python "
                        "says so explicitly)", exc)
         return []
+
+
+def postgres_writer_jars(wanted: str, conf=None) -> list[str]:
+    """The JDBC driver and the project's COPY writer for ``POSTGRES_WRITER`` ``jvm``/``auto``; empty
+    when ``python`` is asked for, when spark-submit was given them, or when none can be had (then
+    ``auto`` writes from the driver, and :func:`use_jvm_writer` stops ``jvm`` with one line)."""
+    from pyspark import SparkConf
+
+    from stockpulse.errors import ServiceError
+    from stockpulse.jars import WRITER_JAR, postgres_copy_jars
+
+    if wanted == "python":
+        return []
+    conf = conf if conf is not None else SparkConf()
+    if named_in_conf(conf, WRITER_JAR.removesuffix(".jar")):
+        return []
+    if jvm_running(conf):
+        logger.warning("spark-submit without --jars %s: PostgreSQL is written from the driver (python -m "
+                       "stockpulse.jars prints the jars)", WRITER_JAR)
+        return []
+    try:
+        return [str(jar) for jar in postgres_copy_jars()]
+    except ServiceError as exc:
+        logger.warning("%s; PostgreSQL is written from the driver instead (POSTGRES_WRITER=python says so "
+                       "explicitly)", exc)
+        return []
+
+
+def use_jvm_writer(wanted: str, on_classpath: bool) -> bool:
+    """Whether PostgreSQL is written from the executors: ``python`` refuses, ``jvm`` insists, and
+    ``auto`` (the default) takes it whenever the writer is on the classpath."""
+    from stockpulse.errors import ConfigError
+
+    if wanted == "python":
+        return False
+    if wanted == "jvm" and not on_classpath:
+        raise ConfigError("POSTGRES_WRITER=jvm but the JVM writer is not on the classpath: 'python -m "
+                          "stockpulse.jars' says why, or give spark-submit --jars with the jars it prints")
+    return on_classpath
+
+
+def postgres_sink(spark, job: "JobSettings"):
+    """The ``foreachBatch`` writer of ``ticks_raw``: COPY from the executors when it can
+    (:mod:`stockpulse.stream.sinks.jvm_copy`, several times the driver's rate), else from the
+    driver (:mod:`stockpulse.stream.sinks.postgres`)."""
+    from stockpulse.errors import ConfigError
+    from stockpulse.stream.sinks.jvm_copy import WRITER_CLASS, JvmCopySink, jdbc_target
+    from stockpulse.stream.sinks.postgres import PostgresSink
+
+    wanted, postgres = job.postgres.writer, job.postgres
+    if use_jvm_writer(wanted, class_loadable(spark, WRITER_CLASS)):
+        try:
+            target = jdbc_target(postgres.url)
+        except ConfigError as exc:
+            if wanted == "jvm":
+                raise
+            logger.warning("%s; PostgreSQL is written from the driver instead", exc)
+        else:
+            logger.info("PostgreSQL is written from the executors (JDBC COPY to %s)", target.url)
+            return JvmCopySink(postgres.url, postgres.retry_seconds, target)
+    logger.info("PostgreSQL is written from the driver (psycopg COPY)")
+    return PostgresSink(postgres.url, postgres.retry_seconds)
 
 
 def s3a_locations(settings: ConsumerSettings) -> list[str]:
@@ -90,11 +162,9 @@ def s3a_jars(conf) -> list[str]:
     from stockpulse.errors import ConfigError, ServiceError
     from stockpulse.jars import hadoop_aws_jars, hadoop_aws_package
 
-    named = ",".join(conf.get(key, "") or "" for key in ("spark.jars.packages", "spark.jars",
-                                                          "spark.driver.extraClassPath"))
-    if "hadoop-aws" in named:
+    if named_in_conf(conf, "hadoop-aws"):
         return []
-    if conf.contains("spark.app.id") or "PYSPARK_GATEWAY_PORT" in os.environ:
+    if jvm_running(conf):
         logger.warning("spark-submit without --packages %s: s3a:// works only if the cluster's classpath has "
                        "Hadoop's S3A", hadoop_aws_package())
         return []
@@ -207,11 +277,16 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
     return spark
 
 
-def builtin_kafka_available(spark) -> bool:
-    """True when the official spark-sql-kafka connector is on the classpath."""
+def class_loadable(spark, name: str) -> bool:
+    """True when class ``name`` is on the job's classpath."""
     # Through Spark's own loader: jars from spark.jars / --packages live in the context class
     # loader, which a plain Class.forName from py4j does not consult.
-    return bool(spark._jvm.org.apache.spark.util.Utils.classIsLoadable(BUILTIN_KAFKA_CLASS))
+    return bool(spark._jvm.org.apache.spark.util.Utils.classIsLoadable(name))
+
+
+def builtin_kafka_available(spark) -> bool:
+    """True when the official spark-sql-kafka connector is on the classpath."""
+    return class_loadable(spark, BUILTIN_KAFKA_CLASS)
 
 
 def use_official_source(wanted: str, on_classpath: bool) -> bool:
@@ -248,6 +323,8 @@ def kafka_records(spark, job: JobSettings, query_name: str):
         .option("startingOffsets", job.consumer.starting_offsets)
         .option("failOnDataLoss", str(job.consumer.fail_on_data_loss).lower())
     )
+    if job.consumer.min_partitions and use_builtin:
+        reader = reader.option("minPartitions", str(job.consumer.min_partitions))
     if job.consumer.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(job.consumer.max_offsets_per_trigger))
     return reader.load()
@@ -261,7 +338,6 @@ def start_queries(spark, job: JobSettings, once: bool):
     (``docs/performance.md``), and separate queries keep each sink restartable on its own and
     the lake landing while PostgreSQL is down."""
     from stockpulse.stream.lake import WRITE_OPTIONS
-    from stockpulse.stream.sinks.postgres import PostgresSink
     from stockpulse.stream.transform import to_ticks, valid_ticks
 
     settings = job.consumer
@@ -279,8 +355,7 @@ def start_queries(spark, job: JobSettings, once: bool):
         writer = writer.partitionBy(*settings.partition_by)
     parquet_query = writer.start()
 
-    postgres_query = foreach_batch_query(spark, job, POSTGRES_SINK,
-                                         PostgresSink(job.postgres.url, job.postgres.retry_seconds), trigger)
+    postgres_query = foreach_batch_query(spark, job, POSTGRES_SINK, postgres_sink(spark, job), trigger)
     announce(job, "", settings.checkpoint_dir, trigger)
     return [parquet_query, postgres_query]
 

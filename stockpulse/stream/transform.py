@@ -22,7 +22,10 @@ def dead_letter_reason(parsed: Column, raw: Column) -> Column:
     for f in TICK_FIELDS:
         all_missing = all_missing & parsed[f.name].isNull()
     # Spaces and NULs only is empty (the text is no longer cleaned of NULs before this check).
-    reason = F.when(raw.isNull() | (F.trim(raw, F.lit(" \u0000")) == ""), F.lit("empty message"))
+    # Only a message without any tick field can be empty, so the trim runs for those alone:
+    # Spark's trim of a right end scans the whole string and allocates two arrays of its length,
+    # ~4% of the task samples when every message was trimmed (docs/performance.md).
+    reason = F.when(raw.isNull() | (all_missing & (F.trim(raw, F.lit(" \u0000")) == "")), F.lit("empty message"))
     reason = reason.when(all_missing, F.lit("not a JSON object with tick fields"))
     for f in required:
         reason = reason.when(

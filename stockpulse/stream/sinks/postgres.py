@@ -96,6 +96,27 @@ def cause_of(exc: BaseException) -> str:
     return redact_url(f"{type(exc).__name__}: {text}")[:300]
 
 
+def with_retries(write, url: str, retry_seconds: float, batch_id, transient=is_transient, cause=cause_of):
+    """``write()``'s result, calling it again after each of :func:`backoff_delays` while it fails
+    with a ``transient`` error; when they run out, one line naming the ``cause``. Safe because
+    every write is keyed: a batch written twice is stored once."""
+    delays = backoff_delays(retry_seconds)
+    for attempt in range(len(delays) + 1):
+        try:
+            return write()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if attempt == len(delays):
+                raise ServiceError(
+                    f"PostgreSQL at {redact_url(url)} did not come back within {retry_seconds:g} s "
+                    f"(POSTGRES_RETRY_SECONDS) while writing batch {batch_id}: {cause(exc)}") from None
+            logger.warning("batch %s: PostgreSQL unavailable (%s); trying again in %.1f s (attempt %d of %d)",
+                           batch_id, cause(exc), delays[attempt], attempt + 2, len(delays) + 1)
+            time.sleep(delays[attempt])
+    raise AssertionError("unreachable")
+
+
 class PostgresSink:
     """Callable for ``foreachBatch``; keeps one connection open across micro-batches."""
 
@@ -123,22 +144,7 @@ class PostgresSink:
         bad = table.filter(pc.is_valid(table[REASON_COLUMN])).rename_columns(
             ["reason" if n == REASON_COLUMN else n for n in table.column_names]
         )
-        delays = backoff_delays(self.retry_seconds)
-        for attempt in range(len(delays) + 1):
-            try:
-                return self._write_once(good, bad)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                if attempt == len(delays):
-                    raise ServiceError(
-                        f"PostgreSQL at {redact_url(self.url)} did not come back within "
-                        f"{self.retry_seconds:g} s (POSTGRES_RETRY_SECONDS) while writing batch {batch_id}: "
-                        f"{cause_of(exc)}") from None
-                logger.warning("batch %s: PostgreSQL unavailable (%s); trying again in %.1f s (attempt %d of %d)",
-                               batch_id, cause_of(exc), delays[attempt], attempt + 2, len(delays) + 1)
-                time.sleep(delays[attempt])
-        raise AssertionError("unreachable")
+        return with_retries(lambda: self._write_once(good, bad), self.url, self.retry_seconds, batch_id)
 
     def _write_once(self, good, bad) -> tuple[int, int]:
         """One transaction for both tables: a batch lands whole or not at all."""
