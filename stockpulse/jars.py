@@ -36,6 +36,8 @@ BUNDLES = (KAFKA_BROKER, SPARK_KAFKA, HADOOP_AWS, POSTGRES_COPY)
 WRITER_JAR = "stockpulse-postgres-copy.jar"
 WRITER_SOURCES = JVM_DIR / POSTGRES_COPY / "src" / "main" / "java"
 COMPILE_TIMEOUT_SECONDS = 300
+NO_JDK = ("compiling the JVM PostgreSQL writer needs a JDK (javac): run 'make sysdeps' or apt-get install "
+          "openjdk-17-jdk-headless")
 RESOLVE_TIMEOUT_SECONDS = 900
 _COMPLETE = ".complete"
 _VERSIONED = re.compile(r"^(?P<name>.+?)-\d+\.\d+[\w.]*(?:-[\w.]+)?\.jar$")  # name-1.2.3[-qualifier].jar
@@ -170,6 +172,8 @@ def hadoop_aws_jars(root: Path | None = None) -> list[Path]:
 
 def postgres_copy_jars(root: Path | None = None) -> list[Path]:
     """The JDBC driver and the project's COPY writer (:mod:`stockpulse.stream.sinks.jvm_copy`)."""
+    if cached_jars(POSTGRES_COPY, root) is None and not shutil.which("javac"):
+        raise ServiceError(NO_JDK)  # before any download: without javac the driver alone is no use
     shipped = pyspark_jar_names()
     driver = [jar for jar in resolve(POSTGRES_COPY, root) if artifact_name(jar.name) not in shipped]
     return [*driver, compiled_writer(driver, root)]
@@ -210,8 +214,7 @@ def compiled_writer(classpath: list[Path], root: Path | None = None) -> Path:
         return jar
     javac = shutil.which("javac")
     if not javac:
-        raise ServiceError("compiling the JVM PostgreSQL writer needs a JDK (javac): run 'make sysdeps' or "
-                           "apt-get install openjdk-17-jdk-headless")
+        raise ServiceError(NO_JDK)
     root.mkdir(parents=True, exist_ok=True)
     lock = acquire_lock(root / f".{POSTGRES_COPY}-writer.lock", COMPILE_TIMEOUT_SECONDS)
     if lock is None:

@@ -106,7 +106,8 @@ DEAD_LETTER_FIELDS: tuple[Field, ...] = LINEAGE_FIELDS + (
 """Columns of ``ticks_dead_letter`` the sink writes, in order (the table adds ``landed_at``)."""
 
 LANDED_AT = "landed_at"
-"""Column both tables add themselves: the commit time of the micro-batch (DEFAULT now())."""
+"""Column both tables add themselves (DEFAULT now()): the commit time of the transaction that
+stored the row, one per micro-batch from the driver's writer, one per task from the executors'."""
 
 REASON_COLUMN = "dead_letter_reason"
 """Column the consumer adds while a record is in flight: why it is not a valid tick, or NULL."""

@@ -106,7 +106,7 @@ def postgres_writer_jars(wanted: str, conf=None) -> list[str]:
         return []
     try:
         return [str(jar) for jar in postgres_copy_jars()]
-    except ServiceError as exc:
+    except (ServiceError, OSError) as exc:  # OSError: a read-only or full jar cache
         logger.warning("%s; PostgreSQL is written from the driver instead (POSTGRES_WRITER=python says so "
                        "explicitly)", exc)
         return []
@@ -130,13 +130,15 @@ def postgres_sink(spark, job: "JobSettings"):
     (:mod:`stockpulse.stream.sinks.jvm_copy`, several times the driver's rate), else from the
     driver (:mod:`stockpulse.stream.sinks.postgres`)."""
     from stockpulse.errors import ConfigError
-    from stockpulse.stream.sinks.jvm_copy import WRITER_CLASS, JvmCopySink, jdbc_target
+    from stockpulse.stream.sinks.jvm_copy import DRIVER_CLASS, WRITER_CLASS, JvmCopySink, jdbc_target
     from stockpulse.stream.sinks.postgres import PostgresSink
 
     wanted, postgres = job.postgres.writer, job.postgres
-    if use_jvm_writer(wanted, class_loadable(spark, WRITER_CLASS)):
+    on_classpath = class_loadable(spark, WRITER_CLASS) and class_loadable(spark, DRIVER_CLASS)
+    if use_jvm_writer(wanted, on_classpath):
         try:
             target = jdbc_target(postgres.url)
+            refuse_loopback_for_remote_executors(target.url, spark.sparkContext.master)
         except ConfigError as exc:
             if wanted == "jvm":
                 raise
@@ -146,6 +148,19 @@ def postgres_sink(spark, job: "JobSettings"):
             return JvmCopySink(postgres.url, postgres.retry_seconds, target)
     logger.info("PostgreSQL is written from the driver (psycopg COPY)")
     return PostgresSink(postgres.url, postgres.retry_seconds)
+
+
+LOOPBACK_JDBC = re.compile(r"^jdbc:postgresql://(127\.\d+\.\d+\.\d+|localhost|\[::1\])[:/]")
+
+
+def refuse_loopback_for_remote_executors(url: str, master: str) -> None:
+    """Executors on other machines would reach their own loopback, not this machine's database
+    (the embedded server listens on 127.0.0.1 only): writing from them is refused there."""
+    from stockpulse.errors import ConfigError
+
+    if not on_this_machine(master) and LOOPBACK_JDBC.match(url):
+        raise ConfigError(f"the database is on this machine's loopback ({url}), which executors of {master} "
+                          "cannot reach: set DATABASE_URL to an address they can, or POSTGRES_WRITER=python")
 
 
 def s3a_locations(settings: ConsumerSettings) -> list[str]:
@@ -342,6 +357,7 @@ def start_queries(spark, job: JobSettings, once: bool):
 
     settings = job.consumer
     trigger = {"availableNow": True} if once else {"processingTime": settings.trigger_interval}
+    sink = postgres_sink(spark, job)  # before any query starts: a refused writer stops the job whole
     parquet_ticks = valid_ticks(to_ticks(kafka_records(spark, job, PARQUET_SINK)))
     writer = (
         parquet_ticks.writeStream.queryName(query_name(PARQUET_SINK)).format("parquet")
@@ -355,7 +371,7 @@ def start_queries(spark, job: JobSettings, once: bool):
         writer = writer.partitionBy(*settings.partition_by)
     parquet_query = writer.start()
 
-    postgres_query = foreach_batch_query(spark, job, POSTGRES_SINK, postgres_sink(spark, job), trigger)
+    postgres_query = foreach_batch_query(spark, job, POSTGRES_SINK, sink, trigger)
     announce(job, "", settings.checkpoint_dir, trigger)
     return [parquet_query, postgres_query]
 

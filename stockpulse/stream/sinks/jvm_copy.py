@@ -17,27 +17,31 @@ so a password from a ``passfile`` or ``PGPASSWORD`` reaches the executors just a
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from stockpulse.config import redact_url
-from stockpulse.errors import ConfigError
+from stockpulse.errors import ConfigError, ServiceError
 from stockpulse.schema import DEAD_LETTER_FIELDS, IDENTITY_COLUMNS, REASON_COLUMN, STORED_FIELDS, Field
 from stockpulse.stream.sinks.postgres import cause_of, is_transient, with_retries
 
 logger = logging.getLogger(__name__)
 
 WRITER_CLASS = "io.stockpulse.sink.PostgresCopy"
-UNAVAILABLE = "PostgreSQL unavailable ["
-"""What ``PostgresCopy`` puts before a lost connection's SQLSTATE: a failure worth a retry."""
+DRIVER_CLASS = "org.postgresql.Driver"
+UNAVAILABLE = "io.stockpulse.sink.PostgresCopy$Unavailable: "
+"""How a failure worth a retry (a lost connection, a server shutting down) shows in the Java trace."""
+_JAVA_CAUSE = re.compile(r"^(?:Caused by: )?(?P<cls>(?:[a-z]\w*\.)+[A-Z][\w$]*(?:Exception|Error)): (?P<msg>.+)$")
 
 TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss.SSSSSSXXX"
 """Microseconds and the offset (``Z``: the job's session time zone is UTC), so PostgreSQL's
 ``timestamptz`` reads the instant Spark holds whatever the server's own time zone."""
 
-JDBC_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name")
-"""libpq parameters with the same name and meaning in the JDBC driver; passed on when set."""
+JDBC_PARAMETERS = ("options", "sslmode", "sslrootcert", "sslcert", "sslkey", "application_name")
+"""libpq parameters with the same name and meaning in the JDBC driver; passed on when set
+(``options`` carries a ``search_path``, which decides where ``ticks_raw`` is)."""
 
 
 def _quoted(names) -> str:
@@ -123,6 +127,18 @@ def is_unavailable(exc: BaseException) -> bool:
     return UNAVAILABLE in str(exc) or is_transient(exc)
 
 
+def java_cause(text: str) -> str:
+    """The line of a Java trace that says what PostgreSQL refused (its ``PSQLException``), else
+    the innermost ``Caused by``, else the first line: never the py4j wrapper around it."""
+    found = [_JAVA_CAUSE.match(line.strip()) for line in text.splitlines()]
+    found = [m for m in found if m and not m.group("cls").startswith(("py4j.", "org.apache.spark."))]
+    postgres = [m for m in found if m.group("cls").startswith("org.postgresql.")]
+    chosen = (postgres or found[-1:] or [None])[0]
+    line = f"{chosen.group('cls').rsplit('.', 1)[-1]}: {chosen.group('msg')}" if chosen else \
+        (text.strip().splitlines() or ["unknown error"])[0]
+    return redact_url(line)[:300]
+
+
 class JvmCopySink:
     """Callable for ``foreachBatch``: every tick record of a micro-batch to PostgreSQL, from the
     executors (:class:`io.stockpulse.sink.PostgresCopy`)."""
@@ -149,9 +165,15 @@ class JvmCopySink:
         return int(counts[0]), int(counts[1])
 
     def __call__(self, batch_df, batch_id: int) -> None:
+        from py4j.protocol import Py4JJavaError
+
         started = time.monotonic()
-        ticks, dead = with_retries(lambda: self.write(batch_df), self.url, self.retry_seconds, batch_id,
-                                   is_unavailable, unavailable_cause)
+        try:
+            ticks, dead = with_retries(lambda: self.write(batch_df), self.url, self.retry_seconds, batch_id,
+                                       is_unavailable, unavailable_cause)
+        except Py4JJavaError as exc:  # refused for good (bad data, a missing table): its cause in one line
+            raise ServiceError(f"writing batch {batch_id} to PostgreSQL at {redact_url(self.url)} failed: "
+                               f"{java_cause(str(exc))}") from None
         logger.info("postgres batch %d: %d new ticks, %d new dead letters (%s); read+parse+write %.2f s on the executors",
                     batch_id, ticks, dead, redact_url(self.url), time.monotonic() - started)
         if dead:
@@ -168,4 +190,4 @@ def unavailable_cause(exc: BaseException) -> str:
     start = text.find(UNAVAILABLE)
     if start < 0:
         return cause_of(exc)
-    return redact_url(text[start:].splitlines()[0])[:300]
+    return redact_url(text[start + len(UNAVAILABLE):].splitlines()[0])[:300]

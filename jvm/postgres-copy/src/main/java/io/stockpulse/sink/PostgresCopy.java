@@ -4,7 +4,6 @@ import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
-import java.sql.DriverManager;
 import java.sql.SQLException;
 import java.sql.Savepoint;
 import java.sql.Statement;
@@ -15,12 +14,14 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 import org.apache.spark.api.java.function.MapPartitionsFunction;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
+import org.postgresql.Driver;
 import org.postgresql.PGConnection;
 import org.postgresql.copy.CopyManager;
 
@@ -40,15 +41,16 @@ import scala.Tuple2;
  * partition lands whole or not at all. Exactly-once comes from the key, as in the Python writer:
  * a task run twice, or a batch replayed after a crash, finds its keys taken and changes nothing.
  *
- * <p>A lost connection (SQLSTATE class 08, or 57P: the server shutting down) is reported as
- * {@code PostgreSQL unavailable [state]}, which the Python side retries with backoff; any other
- * error fails the batch as it is.
+ * <p>A lost or refused connection, and the states psycopg also counts as operational (the server
+ * shutting down, too many connections, a deadlock or serialisation failure), are reported as
+ * {@link Unavailable}, which the Python side retries with backoff; any other error fails the batch
+ * as it is.
  */
 public final class PostgresCopy {
-    /** Marks an error that is worth a retry; stockpulse/stream/sinks/jvm_copy.py looks for it. */
-    public static final String UNAVAILABLE = "PostgreSQL unavailable";
-
     private static final String UNIQUE_VIOLATION = "23505";
+    /** SQLSTATEs worth a retry besides class 08 (connection exceptions): the same ones psycopg
+     * raises as OperationalError, which the Python writer retries. */
+    private static final Set<String> RETRYABLE = Set.of("57P01", "57P02", "57P03", "53300", "40001", "40P01");
     private static final Map<String, Deque<Connection>> IDLE = new ConcurrentHashMap<>();
 
     private PostgresCopy() {
@@ -165,13 +167,18 @@ public final class PostgresCopy {
          * would otherwise pay a connection and its authentication every time. */
         private Connection borrow() throws Exception {
             Deque<Connection> idle = IDLE.computeIfAbsent(poolKey(), k -> new ArrayDeque<>());
-            synchronized (idle) {
-                while (!idle.isEmpty()) {
-                    Connection connection = idle.pop();
-                    if (!connection.isClosed()) {
-                        return connection;
-                    }
+            while (true) {
+                Connection connection;
+                synchronized (idle) {
+                    connection = idle.poll();
                 }
+                if (connection == null) {
+                    break;
+                }
+                if (connection.isValid(5)) {  // a server restarted since: not a failed batch
+                    return connection;
+                }
+                connection.close();
             }
             Properties properties = new Properties();
             properties.setProperty("user", user);
@@ -180,7 +187,12 @@ public final class PostgresCopy {
             }
             properties.setProperty("ApplicationName", "stockpulse-consumer");
             try {
-                Connection connection = DriverManager.getConnection(url, properties);
+                // The driver itself, not DriverManager: that finds drivers through the class loader
+                // of whoever used it first in this JVM, which need not see the job's --jars.
+                Connection connection = new Driver().connect(url, properties);
+                if (connection == null) {
+                    throw new IllegalArgumentException("not a PostgreSQL JDBC URL: " + url);
+                }
                 connection.setAutoCommit(false);
                 return connection;
             } catch (SQLException e) {
@@ -204,12 +216,21 @@ public final class PostgresCopy {
         }
     }
 
-    /** A connection failure as a retryable error the Python side recognises; others unchanged. */
+    /** A failure worth a retry as {@link Unavailable}; others unchanged. */
     static Exception classified(SQLException e) {
         String state = e.getSQLState();
-        if (state != null && (state.startsWith("08") || state.startsWith("57P"))) {
-            return new IllegalStateException(UNAVAILABLE + " [" + state + "]: " + e.getMessage(), e);
+        if (state != null && (state.startsWith("08") || RETRYABLE.contains(state))) {
+            return new Unavailable("PostgreSQL unavailable [" + state + "]: " + e.getMessage(), e);
         }
         return e;
+    }
+
+    /** A failure a retry may cure; stockpulse/stream/sinks/jvm_copy.py recognises it by its name. */
+    public static final class Unavailable extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        Unavailable(String message, Throwable cause) {
+            super(message, cause);
+        }
     }
 }
