@@ -41,8 +41,9 @@ test: venv sysdeps browser jars  ## the whole suite; starts its own services on 
 test-unit: venv
 	$(PY) -m pytest tests/unit
 
-profile: venv sysdeps jars  ## where the streaming job's time goes (CPU per process, JVM and Python samples), JSON in bench/results/
+profile: venv sysdeps jars  ## where the streaming job's time goes (CPU per process, JVM and Python samples, each stage alone), JSON in bench/results/
 	$(PY) bench/profile_pipeline.py
+	$(PY) bench/bench_stages.py
 
 bench: venv sysdeps       ## throughput (1M messages), latency and the dashboard on 5M rows, JSON in bench/results/
 	$(PY) bench/bench_pipeline.py
