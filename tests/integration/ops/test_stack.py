@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stockpulse.config import PROJECT_ROOT, StackSettings
-from stockpulse.jars import spark_kafka_package
+from stockpulse.jars import postgres_copy_jars, spark_kafka_package
 from tests.integration.helpers import lake_table, postgres_counts, produced_rows, records_in_topic
 
 from stockpulse.kafka_offsets import topic_partitions
@@ -74,7 +74,8 @@ def _down(env) -> None:
 @pytest.mark.slow
 def test_by_hand_after_down_and_up_keeps_every_message(stack_env):
     """The README's "Running each part by hand", as written, across `make down` / `make services`:
-    the topic keeps every message, `--once` lands them, and `spark-submit --packages` does too."""
+    the topic keeps every message, `--once` lands them, and `spark-submit --packages --jars` does too,
+    with PostgreSQL written from the executors."""
     import subprocess
     import sys
 
@@ -99,10 +100,12 @@ def test_by_hand_after_down_and_up_keeps_every_message(stack_env):
     _services(stack_env)
     venv_bin = Path(sys.executable).parent
     submit = subprocess.run(
-        ["spark-submit", "--packages", spark_kafka_package(), "consumer/consumer.py", "--once"],
+        ["spark-submit", "--packages", spark_kafka_package(), "--jars", ",".join(map(str, postgres_copy_jars())),
+         "consumer/consumer.py", "--once"],
         env={**stack_env, "PATH": f"{venv_bin}{os.pathsep}{stack_env.get('PATH', '')}", "VIRTUAL_ENV": str(venv_bin.parent)},
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
     assert submit.returncode == 0, submit.stderr[-3000:]
     assert "with the official Kafka source" in submit.stdout  # spark-submit merges Python's stderr into stdout
+    assert "PostgreSQL is written from the executors" in submit.stdout  # the writer's --jars reached the job
     assert postgres_counts(url) == {"rows": total, "distinct": total, "bad_trade_value": 0}
     assert lake_table(Path(stack_env["LAKE_PATH"])).num_rows == total
