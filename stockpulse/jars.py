@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from stockpulse.config import PROJECT_ROOT
 from stockpulse.errors import ServiceError
@@ -107,47 +107,60 @@ def _maven_error(output: str) -> str:
     return errors[0] if errors else (output.strip().splitlines() or ["no output"])[-1]
 
 
-def resolve(bundle: str, root: Path | None = None) -> list[Path]:
-    """The jars of ``bundle``, resolved from the Maven registry the first time and cached.
+def build_cached(target: Path, ready: Callable[[], bool], build: Callable[[Path], None], what: str,
+                 timeout: int) -> None:
+    """Build ``target`` once, whoever asks: ``build(staging)`` fills a temporary directory beside
+    it, which is then renamed into place, so a killed build leaves nothing half done.
 
-    Concurrent callers (a test session and ``make up``) serialise on a lock; the copy is made in
-    a temporary directory and renamed into place, so a killed resolution leaves nothing half done.
+    Concurrent callers (a test session and ``make up``) serialise on a lock and the second finds
+    ``ready()`` true. ``build`` raises :class:`ServiceError` to refuse; its staging is removed.
     """
     from stockpulse.locks import acquire_lock
 
+    root = target.parent
+    root.mkdir(parents=True, exist_ok=True)
+    lock = acquire_lock(root / f".{what}.lock", timeout)
+    if lock is None:
+        raise ServiceError(f"another process has been building {what} for {timeout} s; remove {root} if it is stale")
+    try:
+        if ready():
+            return
+        staging = Path(tempfile.mkdtemp(prefix=f".{what}-", dir=root))
+        try:
+            build(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
+        lock.close()
+
+
+def resolve(bundle: str, root: Path | None = None) -> list[Path]:
+    """The jars of ``bundle``, resolved from the Maven registry the first time and cached
+    (:func:`build_cached`)."""
     root = root or cache_root()
     jars = cached_jars(bundle, root)
     if jars is not None:
         return jars
-    root.mkdir(parents=True, exist_ok=True)
-    lock = acquire_lock(root / f".{bundle}.lock", RESOLVE_TIMEOUT_SECONDS)
-    if lock is None:
-        raise ServiceError(f"another process has been resolving {bundle} for {RESOLVE_TIMEOUT_SECONDS} s; "
-                           f"remove {root} if it is stale")
-    try:
-        jars = cached_jars(bundle, root)
-        if jars is not None:
-            return jars
-        target = bundle_dir(bundle, root)
-        staging = Path(tempfile.mkdtemp(prefix=f".{bundle}-", dir=root))
+    target = bundle_dir(bundle, root)
+
+    def download(staging: Path) -> None:
         logger.info("resolving %s from the Maven registry (%s), once; cached in %s", bundle, pom_of(bundle), target)
         command = [maven_command(), "-B", "-q", "-f", str(pom_of(bundle)), "dependency:copy-dependencies",
                    "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=RESOLVE_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
-            shutil.rmtree(staging, ignore_errors=True)
             raise ServiceError(f"resolving {bundle} from the Maven registry took over {RESOLVE_TIMEOUT_SECONDS} s") from None
         if result.returncode != 0 or not any(staging.glob("*.jar")):
-            shutil.rmtree(staging, ignore_errors=True)
             raise ServiceError(f"cannot resolve {bundle} from the Maven registry: "
                                f"{_maven_error(result.stdout + result.stderr)}")
         (staging / _COMPLETE).write_text(" ".join(command[1:]) + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-        return sorted(target.glob("*.jar"))
-    finally:
-        lock.close()
+
+    build_cached(target, lambda: cached_jars(bundle, root) is not None, download, bundle, RESOLVE_TIMEOUT_SECONDS)
+    return sorted(target.glob("*.jar"))
 
 
 def pyspark_jar_names() -> set[str]:
@@ -200,11 +213,10 @@ def writer_digest(sources: list[Path], classpath: list[Path]) -> str:
 
 def compiled_writer(classpath: list[Path], root: Path | None = None) -> Path:
     """The writer's jar, compiled with ``javac`` against pyspark's own jars and ``classpath`` the
-    first time and cached: the class must match the Spark it runs in, which a jar downloaded for
-    some other Spark would not guarantee, and compiling needs nothing from the network."""
+    first time and cached (:func:`build_cached`): the class must match the Spark it runs in, which
+    a jar downloaded for some other Spark would not guarantee, and compiling needs nothing from
+    the network."""
     import zipfile
-
-    from stockpulse.locks import acquire_lock
 
     root = root or cache_root()
     sources = sorted(WRITER_SOURCES.rglob("*.java"))
@@ -215,14 +227,8 @@ def compiled_writer(classpath: list[Path], root: Path | None = None) -> Path:
     javac = shutil.which("javac")
     if not javac:
         raise ServiceError(NO_JDK)
-    root.mkdir(parents=True, exist_ok=True)
-    lock = acquire_lock(root / f".{POSTGRES_COPY}-writer.lock", COMPILE_TIMEOUT_SECONDS)
-    if lock is None:
-        raise ServiceError(f"another process has been compiling the PostgreSQL writer for {COMPILE_TIMEOUT_SECONDS} s")
-    try:
-        if jar.is_file():
-            return jar
-        staging = Path(tempfile.mkdtemp(prefix=f".{POSTGRES_COPY}-writer-", dir=root))
+
+    def compile_into(staging: Path) -> None:
         classes = staging / "classes"
         path = os.pathsep.join([str(_pyspark_jars_dir() / "*"), *map(str, classpath)])
         command = [javac, "-nowarn", "--release", "17", "-encoding", "UTF-8", "-cp", path, "-d", str(classes),
@@ -232,19 +238,16 @@ def compiled_writer(classpath: list[Path], root: Path | None = None) -> Path:
         except subprocess.TimeoutExpired:
             result = None
         if result is None or result.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
             detail = "timed out" if result is None else (result.stderr.strip().splitlines() or ["no output"])[0]
             raise ServiceError(f"compiling the JVM PostgreSQL writer failed: {detail}")
         with zipfile.ZipFile(staging / WRITER_JAR, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(classes.rglob("*.class")):
                 archive.write(path, path.relative_to(classes).as_posix())
         shutil.rmtree(classes)
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(staging, directory)
         logger.info("compiled the JVM PostgreSQL writer into %s", jar)
-        return jar
-    finally:
-        lock.close()
+
+    build_cached(directory, jar.is_file, compile_into, f"{POSTGRES_COPY}-writer", COMPILE_TIMEOUT_SECONDS)
+    return jar
 
 
 def hadoop_aws_package() -> str:

@@ -101,8 +101,8 @@ def postgres_writer_jars(wanted: str, conf=None) -> list[str]:
     if named_in_conf(conf, WRITER_JAR.removesuffix(".jar")):
         return []
     if jvm_running(conf):
-        logger.warning("spark-submit without --jars %s: PostgreSQL is written from the driver (python -m "
-                       "stockpulse.jars prints the jars)", WRITER_JAR)
+        logger.warning("spark-submit without --jars %s: PostgreSQL is written from the driver ('python -m "
+                       "stockpulse.jars --postgres-writer' prints the jars to pass)", WRITER_JAR)
         return []
     try:
         return [str(jar) for jar in postgres_copy_jars()]
@@ -121,7 +121,8 @@ def use_jvm_writer(wanted: str, on_classpath: bool) -> bool:
         return False
     if wanted == "jvm" and not on_classpath:
         raise ConfigError("POSTGRES_WRITER=jvm but the JVM writer is not on the classpath: 'python -m "
-                          "stockpulse.jars' says why, or give spark-submit --jars with the jars it prints")
+                          "stockpulse.jars' says why; under spark-submit pass --jars with what 'python -m "
+                          "stockpulse.jars --postgres-writer' prints")
     return on_classpath
 
 

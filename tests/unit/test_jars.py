@@ -46,3 +46,30 @@ def test_maven_failure_is_reduced_to_its_cause():
     output = ("[ERROR] Failed to execute goal ...: Could not find artifact x:y:jar:9 in central\n"
               "[ERROR] \n[ERROR] To see the full stack trace of the errors, re-run Maven with -e\n")
     assert jars._maven_error(output).startswith("Failed to execute goal")
+
+
+def test_a_cached_build_runs_once_and_lands_whole(tmp_path):
+    target = tmp_path / "bundle"
+    builds = []
+
+    def build(staging):
+        builds.append(staging)
+        (staging / "a.jar").write_bytes(b"jar")
+
+    jars.build_cached(target, lambda: (target / "a.jar").is_file(), build, "bundle", 5)
+    jars.build_cached(target, lambda: (target / "a.jar").is_file(), build, "bundle", 5)
+    assert len(builds) == 1 and (target / "a.jar").read_bytes() == b"jar"
+    assert not builds[0].exists()  # renamed into place, not copied
+
+
+def test_a_refused_build_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "bundle"
+
+    def build(staging):
+        (staging / "half.jar").write_bytes(b"")
+        raise jars.ServiceError("cannot resolve bundle: no network")
+
+    with pytest.raises(jars.ServiceError, match="no network"):
+        jars.build_cached(target, lambda: False, build, "bundle", 5)
+    assert not target.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [".bundle.lock"]
