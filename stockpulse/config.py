@@ -199,6 +199,8 @@ class ConsumerSettings:
     kafka_source: str  # KAFKA_SOURCE: auto | builtin | python
     shuffle_partitions: int  # SPARK_SHUFFLE_PARTITIONS
     min_partitions: int = 0  # KAFKA_MIN_PARTITIONS: Spark tasks per micro-batch at least (0: one per Kafka partition)
+    class_archive: bool = True  # JVM_CLASS_ARCHIVE: map Spark's classes from an archive the first run writes
+    class_archive_dir: Path | None = None  # JVM_CLASS_ARCHIVE_DIR (default: class-archives/ in the jar cache)
 
     def checkpoint(self, sink: str) -> str:
         """The checkpoint location of ``sink``'s query."""
@@ -235,6 +237,8 @@ class ConsumerSettings:
             kafka_source=source,
             shuffle_partitions=env_int(env, "SPARK_SHUFFLE_PARTITIONS", 4, 1),
             min_partitions=env_int(env, "KAFKA_MIN_PARTITIONS", 0),
+            class_archive=_bool(env, "JVM_CLASS_ARCHIVE", True),
+            class_archive_dir=_path(env, "JVM_CLASS_ARCHIVE_DIR", "") if env.get("JVM_CLASS_ARCHIVE_DIR") else None,
         )
 
 

@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         from stockpulse.config import StackSettings
         from stockpulse.db import apply_init_sql
         from stockpulse.stream.job import (
-            JobSettings, build_session, connector_jars, postgres_writer_jars, start_queries, wait_for,
+            JobSettings, build_session, class_archive_plan, connector_jars, postgres_writer_jars, start_queries,
+            wait_for,
         )
+        from stockpulse.stream.class_archive import finish, jvm_pid, report
         from stockpulse.stream.lake import remove_uncommitted
 
         stack = StackSettings.from_env()
@@ -88,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         apply_init_sql(job.postgres.url)
         remove_uncommitted(job.consumer.lake_path)
         jars = [*connector_jars(job.consumer.kafka_source), *postgres_writer_jars(job.postgres.writer)]
-        spark = build_session(job.consumer, args.master, jars)
+        archive = class_archive_plan(job.consumer, jars)
+        spark = build_session(job.consumer, args.master, jars, archive.java_options if archive else ())
+        report(archive, jvm_pid())
         ship_package(spark)
         listener = heartbeat_listener(heartbeat)
         spark.streams.addListener(listener)
@@ -121,4 +125,5 @@ def main(argv: list[str] | None = None) -> int:
     # back into a Python process that is exiting and print Py4J stack traces after a clean run.
     spark.streams.removeListener(listener)
     spark.stop()
+    finish(archive)
     return 0

@@ -247,11 +247,33 @@ def with_java_options(existing: str | None, options=JIT_OPTIONS) -> str:
     return " ".join([*current, *(o for o in options if o.lstrip("-X:+").split("=")[0] not in named)])
 
 
-def build_session(settings: ConsumerSettings, master: str | None = None, jars: list[str] = ()):
+def class_archive_plan(settings: ConsumerSettings, jars: list[str], conf=None):
+    """The JVM class archive this start maps or writes (:mod:`stockpulse.stream.class_archive`);
+    None when it is switched off (``JVM_CLASS_ARCHIVE=false``) or the JVM is already running
+    (spark-submit), whose options this process can no longer set."""
+    from pyspark import SparkConf
+
+    from stockpulse.jars import cache_root
+    from stockpulse.stream import class_archive
+
+    conf = conf if conf is not None else SparkConf()
+    if not settings.class_archive or jvm_running(conf):
+        return None
+    options = " ".join([with_java_options(conf.get("spark.driver.defaultJavaOptions", None)),
+                        conf.get("spark.driver.extraJavaOptions", ""), conf.get("spark.driver.memory", "")])
+    jar_list = [*filter(None, conf.get("spark.jars", "").split(",")), *jars]
+    directory = settings.class_archive_dir or cache_root() / "class-archives"
+    return class_archive.plan(directory, class_archive.java_binary(),
+                              class_archive.spark_classpath(jar_list), options)
+
+
+def build_session(settings: ConsumerSettings, master: str | None = None, jars: list[str] = (),
+                  driver_options: tuple[str, ...] = ()):
     """A SparkSession for the job; under spark-submit its --master wins over SPARK_MASTER.
 
     ``jars`` go into ``spark.jars`` before the JVM starts, which puts them on the driver's
-    classpath and ships them to executors, as ``spark-submit --jars`` would. A lake or checkpoints
+    classpath and ships them to executors, as ``spark-submit --jars`` would; ``driver_options``
+    join the driver JVM's options (the class archive's). A lake or checkpoints
     on ``s3a://`` add Hadoop's S3A and its settings (:func:`with_s3a`).
     """
     from pyspark import SparkConf
@@ -284,7 +306,8 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         # The driver's reach the JVM only when this process starts it (python consumer.py); under
         # spark-submit add --conf spark.driver.defaultJavaOptions=-XX:-DontCompileHugeMethods.
-        .config("spark.driver.defaultJavaOptions", with_java_options(conf.get("spark.driver.defaultJavaOptions", None)))
+        .config("spark.driver.defaultJavaOptions",
+                with_java_options(conf.get("spark.driver.defaultJavaOptions", None), (*JIT_OPTIONS, *driver_options)))
         .config("spark.executor.defaultJavaOptions",
                 with_java_options(conf.get("spark.executor.defaultJavaOptions", None)))
         .getOrCreate()

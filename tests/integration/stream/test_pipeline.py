@@ -74,10 +74,16 @@ def test_the_python_reader_lands_every_row_once_and_a_second_run_changes_nothing
     """KAFKA_SOURCE=python, the reader for machines without the Maven registry, on the same broker."""
     csv = csv_slice(tmp_path / "slice.csv", 200)
     assert run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0"], pipeline_env).returncode == 0
-    pipeline_env.update({"LAKE_PARTITION_BY": "index", "KAFKA_SOURCE": "python"})
-    for _ in range(2):
+    # An archive directory of its own: the first run finds no class archive and writes one, the
+    # second maps it (the job reads /proc/<jvm>/maps to say so).
+    archives = tmp_path / "class-archives"
+    pipeline_env.update({"LAKE_PARTITION_BY": "index", "KAFKA_SOURCE": "python", "JVM_CLASS_ARCHIVE_DIR": str(archives)})
+    for run, archive_line in enumerate(("wrote the JVM class archive", "the JVM maps its classes from")):
         result = run_cli(["consumer/consumer.py", "--once"], pipeline_env)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "with the project's Python Kafka source" in result.stderr
+        assert archive_line in result.stderr, result.stderr[-3000:]
+        assert "[warning][cds]" not in result.stdout and "Traceback" not in result.stderr
+        assert len(list(archives.glob("*.jsa"))) == 1 and not list(archives.glob("*.partial"))
     assert postgres_counts(pipeline_env["DATABASE_URL"])["rows"] == 200
     assert lake_table(Path(pipeline_env["LAKE_PATH"])).num_rows == 200

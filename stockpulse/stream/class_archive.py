@@ -1,0 +1,231 @@
+"""A class-data archive (AppCDS) for the job's JVM: start-up maps Spark's classes from one file.
+
+Why: before its first micro-batch the job's JVM loads and verifies some ten thousand classes
+from ~250 jars (Spark, Kafka, Parquet, the JDBC driver). Mapped from an archive written by an
+earlier run, the start to the first batch took 0.78x as long here (``docs/performance.md``).
+
+How, on Java 17 (``-XX:+AutoCreateSharedArchive`` only arrived in JDK 19): a job that finds no
+archive for its JDK and classpath asks its JVM to write one when it exits
+(``-XX:ArchiveClassesAtExit``), under a temporary name. When the job ends cleanly it waits for
+the JVM to exit, checks that a JVM can map the file, and renames it into place; later jobs map it
+(``-XX:SharedArchiveFile``). Only a checked, whole archive ever gets the final name: a truncated
+one crashes the JVM that maps it (SIGBUS, measured), so a job killed while its JVM was still
+writing leaves only a temporary file, removed by the next start. The key names the JDK, every
+jar and the JVM options, so a JVM never meets an archive written for another classpath.
+
+Only for a JVM this process starts (``python consumer/consumer.py``, as ``make up``, Airflow and
+the benchmark run it); spark-submit's driver JVM is already running when Python starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+logger = logging.getLogger(__name__)
+
+KEEP = 4
+"""Archives kept, the most recently used: each is ~200 MB, and each set of jars needs its own (with
+and without S3A's, the JVM writer's or the Kafka connector's)."""
+
+CHECK_TIMEOUT_SECONDS = 60
+EXIT_TIMEOUT_SECONDS = 120
+"""How long a job that ends cleanly waits for its JVM to write the archive and exit."""
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    """What this start does: map ``path``, or (``training`` set) have the JVM write it."""
+
+    path: Path
+    training: Path | None = None
+
+    @property
+    def java_options(self) -> tuple[str, ...]:
+        if self.training is not None:
+            # Writing, the JVM names on stdout each class it leaves out (signed jars, classes
+            # generated at run time): thousands of lines, none of them a fault.
+            return (f"-XX:ArchiveClassesAtExit={self.training}", "-Xlog:cds*=off")
+        return (f"-XX:SharedArchiveFile={self.path}",)
+
+
+def _stamp(path: Path) -> str:
+    """A file's identity for the key: where it is, its size and modification time (what the JVM
+    itself checks of each classpath entry before mapping an archive)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def archive_key(java: Path, classpath: Iterable[Path], options: str) -> str:
+    """A name that changes whenever the archive would no longer fit: another JDK (its binary and
+    its module image), another set of jars, other JVM options (a heap over 32 GB, another GC)."""
+    java = java.resolve()
+    parts = [_stamp(java), _stamp(java.parent.parent / "lib" / "modules"), options,
+             *sorted(_stamp(Path(entry)) for entry in classpath)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def java_binary(env: Mapping[str, str] = os.environ) -> Path | None:
+    """The ``java`` Spark's launcher runs: ``$JAVA_HOME/bin/java``, else the one on PATH."""
+    home = env.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return Path(home) / "bin" / "java"
+    found = shutil.which("java", path=env.get("PATH"))
+    return Path(found) if found else None
+
+
+def spark_classpath(extra_jars: Iterable[str]) -> list[Path]:
+    """pyspark's own jars and the ones the job adds (``spark.jars``)."""
+    import pyspark
+
+    return [*sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar")), *map(Path, extra_jars)]
+
+
+STALE_SECONDS = 600
+"""A temporary archive untouched this long is left over: a JVM writes one in seconds at exit, and
+the job promotes or removes it right after."""
+
+
+def remove_stale(directory: Path, now: float | None = None) -> None:
+    """Temporary archives left by a job that was killed while, or before, its JVM wrote them."""
+    now = time.time() if now is None else now
+    for partial in directory.glob("*.jsa.*.partial"):
+        try:
+            if now - partial.stat().st_mtime > STALE_SECONDS:
+                partial.unlink()
+        except FileNotFoundError:  # another job's, promoted or removed meanwhile
+            continue
+
+
+def plan(directory: Path, java: Path | None, classpath: list[Path], options: str,
+         pid: int | None = None) -> ArchivePlan | None:
+    """Map the archive for this JDK and classpath when there is one, else write it at exit;
+    None without a ``java`` to key on or a directory to keep archives in."""
+    if java is None:
+        return None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        remove_stale(directory)
+    except OSError as exc:
+        logger.warning("no JVM class archive (%s): the job starts without one", exc)
+        return None
+    path = directory / f"{archive_key(java, classpath, options)}.jsa"
+    if path.is_file():
+        os.utime(path)  # the newest used is the last removed (:func:`prune`)
+        return ArchivePlan(path)
+    return ArchivePlan(path, directory / f"{path.name}.{pid or os.getpid()}.partial")
+
+
+def maps(java: Path, archive: Path) -> bool:
+    """Whether a JVM starts with ``archive`` mapped (a truncated one kills it with SIGBUS; its
+    crash report goes to a temporary directory, not the caller's)."""
+    with tempfile.TemporaryDirectory(prefix="stockpulse-cds-check-") as scratch:
+        try:
+            result = subprocess.run([str(java), f"-XX:SharedArchiveFile={archive}", "-Xshare:auto",
+                                     "-XX:-CreateCoredumpOnCrash", "-version"],
+                                    capture_output=True, timeout=CHECK_TIMEOUT_SECONDS, cwd=scratch)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return result.returncode == 0
+
+
+def prune(directory: Path, keep: int = KEEP) -> None:
+    """Keep the ``keep`` most recently used archives."""
+    archives = sorted(directory.glob("*.jsa"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in archives[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def promote(archive: ArchivePlan, java: Path, jvm_exit_code: int | None) -> bool:
+    """Give a written archive its final name once the JVM that wrote it exited cleanly and a fresh
+    JVM maps it; remove it otherwise. True when it was promoted."""
+    partial = archive.training
+    if partial is None or not partial.is_file():
+        return False
+    if jvm_exit_code == 0 and maps(java, partial):
+        os.replace(partial, archive.path)
+        prune(archive.path.parent)
+        logger.info("wrote the JVM class archive %s: later jobs start faster", archive.path)
+        return True
+    partial.unlink(missing_ok=True)
+    logger.warning("the JVM class archive was not written whole (JVM exit %s): the next job writes it again",
+                   jvm_exit_code)
+    return False
+
+
+def mapped(pid: int, path: Path) -> bool | None:
+    """Whether process ``pid`` maps ``path`` (None where ``/proc`` cannot tell)."""
+    try:
+        maps_text = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return None
+    return str(path) in maps_text
+
+
+def report(archive: ArchivePlan | None, jvm_pid: int | None) -> None:
+    """Say at start-up what the class archive does, and whether the JVM really mapped it.
+
+    A JVM that cannot use an archive (its JDK or jars changed in a way the key missed) starts
+    without it and says nothing; that archive is then removed, so the next clean end writes one
+    that fits.
+    """
+    if archive is None:
+        return
+    if archive.training is not None:
+        logger.info("no JVM class archive for this JDK and these jars yet: the JVM writes one when the job "
+                    "ends cleanly (once, ~200 MB in %s; JVM_CLASS_ARCHIVE=false turns this off)", archive.path.parent)
+        return
+    used = mapped(jvm_pid, archive.path) if jvm_pid else None
+    if used:
+        logger.info("the JVM maps its classes from %s", archive.path)
+    elif used is False:
+        archive.path.unlink(missing_ok=True)
+        logger.warning("the JVM did not map the class archive %s (written for another JDK or other jars?): "
+                       "removed; the next job that ends cleanly writes a new one", archive.path)
+
+
+def jvm_pid() -> int | None:
+    """The driver JVM's pid when this process started it (pyspark's launcher execs into java)."""
+    from pyspark import SparkContext
+
+    process = getattr(SparkContext._gateway, "proc", None)
+    return process.pid if process is not None else None
+
+
+def finish(archive: ArchivePlan | None) -> None:
+    """After a clean end: let the JVM exit (it writes the archive as it does) and promote it.
+
+    pyspark's gateway JVM exits when its standard input closes; waiting for it here is what makes
+    a whole archive tell apart from one cut short.
+    """
+    if archive is None or archive.training is None:
+        return
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    process = getattr(gateway, "proc", None)
+    java = java_binary()
+    if process is None or java is None:
+        return
+    try:
+        gateway.shutdown()
+    except Exception:  # noqa: BLE001 - the connection may already be gone; the JVM exits either way
+        logger.debug("gateway shutdown", exc_info=True)
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        code = process.wait(timeout=EXIT_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        code = None
+    promote(archive, java, code)

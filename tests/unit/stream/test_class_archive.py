@@ -1,0 +1,113 @@
+"""The JVM class archive's bookkeeping: keys, plans, promotion and pruning, with a stand-in ``java``
+(the real JVM's side is in tests/integration/stream/test_class_archive.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from stockpulse.config import ConsumerSettings
+from stockpulse.stream import class_archive
+from stockpulse.stream.class_archive import ArchivePlan, archive_key, plan, promote, prune, remove_stale
+from stockpulse.stream.job import class_archive_plan
+
+
+def fake_java(tmp_path: Path, exit_code: int = 0) -> Path:
+    """A ``bin/java`` in a JDK-shaped tree that exits with ``exit_code`` whatever it is asked."""
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    (tmp_path / "jdk" / "lib").mkdir()
+    (tmp_path / "jdk" / "lib" / "modules").write_bytes(b"modules")
+    java.write_text(f"#!/bin/sh\nexit {exit_code}\n")
+    java.chmod(0o755)
+    return java
+
+
+def jar(tmp_path: Path, name: str, content: bytes = b"jar") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def test_the_key_changes_with_the_jdk_the_jars_and_the_options(tmp_path):
+    java = fake_java(tmp_path)
+    a, b = jar(tmp_path, "a.jar"), jar(tmp_path, "b.jar")
+    key = archive_key(java, [a, b], "-XX:-DontCompileHugeMethods")
+    assert archive_key(java, [b, a], "-XX:-DontCompileHugeMethods") == key  # order is not identity
+    assert archive_key(java, [a], "-XX:-DontCompileHugeMethods") != key
+    assert archive_key(java, [a, b], "-Xmx40g") != key
+    b.write_bytes(b"a rebuilt jar")  # the JVM refuses an archive whose jar changed size or time
+    assert archive_key(java, [a, b], "-XX:-DontCompileHugeMethods") != key
+    (tmp_path / "jdk" / "lib" / "modules").write_bytes(b"a JDK update")
+    assert archive_key(java, [a], "-XX:-DontCompileHugeMethods") != archive_key(fake_java(tmp_path / "x"), [a],
+                                                                               "-XX:-DontCompileHugeMethods")
+
+
+def test_without_an_archive_the_jvm_writes_one_under_a_temporary_name(tmp_path):
+    java = fake_java(tmp_path)
+    first = plan(tmp_path / "cds", java, [jar(tmp_path, "a.jar")], "", pid=4242)
+    assert first.training == tmp_path / "cds" / f"{first.path.name}.4242.partial"
+    assert first.java_options == (f"-XX:ArchiveClassesAtExit={first.training}", "-Xlog:cds*=off")
+    first.path.write_bytes(b"archive")
+    again = plan(tmp_path / "cds", java, [tmp_path / "a.jar"], "", pid=4243)
+    assert again == ArchivePlan(first.path) and again.java_options == (f"-XX:SharedArchiveFile={first.path}",)
+
+
+def test_no_java_or_no_room_means_no_archive(tmp_path):
+    assert plan(tmp_path / "cds", None, [], "") is None
+    (tmp_path / "file").write_text("")
+    assert plan(tmp_path / "file" / "cds", fake_java(tmp_path), [], "") is None
+
+
+def test_a_partial_archive_left_by_a_killed_job_is_removed(tmp_path):
+    writing = jar(tmp_path, "k.jsa.41.partial")  # a JVM may be writing it right now
+    left = jar(tmp_path, "k.jsa.42.partial")
+    os.utime(left, (time.time() - 3600, time.time() - 3600))
+    remove_stale(tmp_path)
+    assert writing.exists() and not left.exists()
+
+
+@pytest.mark.parametrize("jvm_exit, java_exit, promoted", [(0, 0, True), (0, 1, False), (None, 0, False),
+                                                           (134, 0, False)])
+def test_only_a_whole_archive_a_jvm_maps_gets_its_final_name(tmp_path, jvm_exit, java_exit, promoted):
+    java = fake_java(tmp_path, java_exit)
+    archive = ArchivePlan(tmp_path / "k.jsa", tmp_path / "k.jsa.1.partial")
+    archive.training.write_bytes(b"archive")
+    assert promote(archive, java, jvm_exit) is promoted
+    assert archive.path.exists() is promoted
+    assert not archive.training.exists()  # promoted or removed, never left behind
+
+
+def test_the_most_recently_used_archives_are_kept(tmp_path):
+    now = time.time()
+    for age in range(6):
+        path = jar(tmp_path, f"{age}.jsa")
+        os.utime(path, (now - age * 60, now - age * 60))
+    prune(tmp_path, keep=4)
+    assert sorted(p.name for p in tmp_path.glob("*.jsa")) == ["0.jsa", "1.jsa", "2.jsa", "3.jsa"]
+
+
+def test_spark_submit_and_the_switch_mean_no_archive(tmp_path, monkeypatch):
+    class Conf(dict):
+        def contains(self, key):
+            return key in self
+
+        def get(self, key, default=None):
+            return super().get(key, default)
+
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    on = ConsumerSettings.from_env({"JVM_CLASS_ARCHIVE_DIR": str(tmp_path / "cds")})
+    assert class_archive_plan(on, [], Conf()).path.parent == tmp_path / "cds"
+    assert class_archive_plan(on, [], Conf({"spark.app.id": "app-1"})) is None  # spark-submit's JVM runs
+    off = ConsumerSettings.from_env({"JVM_CLASS_ARCHIVE": "false", "JVM_CLASS_ARCHIVE_DIR": str(tmp_path)})
+    assert class_archive_plan(off, [], Conf()) is None
+
+
+def test_a_jvm_that_did_not_map_its_archive_has_it_removed(tmp_path, monkeypatch, caplog):
+    archive = ArchivePlan(jar(tmp_path, "k.jsa"))
+    monkeypatch.setattr(class_archive, "mapped", lambda pid, path: False)
+    class_archive.report(archive, 123)
+    assert not archive.path.exists() and "did not map the class archive" in caplog.text
