@@ -10,8 +10,8 @@ archive for its JDK and classpath asks its JVM to write one when it exits
 the JVM to exit, checks that a JVM can map the file, and renames it into place; later jobs map it
 (``-XX:SharedArchiveFile``). Only a checked, whole archive ever gets the final name: a truncated
 one crashes the JVM that maps it (SIGBUS, measured), so a job killed while its JVM was still
-writing leaves only a temporary file, removed by the next start. The key names the JDK, every
-jar and the JVM options, so a JVM never meets an archive written for another classpath.
+writing leaves only a temporary file, removed by the next start. The key names the JDK, the jars
+on the JVM's class path and its options, so a JVM never meets an archive written for another.
 
 Only for a JVM this process starts (``python consumer/consumer.py``, as ``make up``, Airflow and
 the benchmark run it); spark-submit's driver JVM is already running when Python starts.
@@ -32,9 +32,9 @@ from typing import Iterable, Mapping
 
 logger = logging.getLogger(__name__)
 
-KEEP = 4
-"""Archives kept, the most recently used: each is ~200 MB, and each set of jars needs its own (with
-and without S3A's, the JVM writer's or the Kafka connector's)."""
+KEEP = 2
+"""Archives kept, the most recently used: each is ~200 MB, and one serves a pyspark, a JDK and a
+set of JVM options (an upgrade writes the next)."""
 
 CHECK_TIMEOUT_SECONDS = 60
 EXIT_TIMEOUT_SECONDS = 120
@@ -85,11 +85,11 @@ def java_binary(env: Mapping[str, str] = os.environ) -> Path | None:
     return Path(found) if found else None
 
 
-def spark_classpath(extra_jars: Iterable[str]) -> list[Path]:
-    """pyspark's own jars and the ones the job adds (``spark.jars``)."""
+def spark_classpath() -> list[Path]:
+    """pyspark's own jars: the driver JVM's class path when pyspark starts it."""
     import pyspark
 
-    return [*sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar")), *map(Path, extra_jars)]
+    return sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
 
 
 STALE_SECONDS = 600

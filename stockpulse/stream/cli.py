@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         apply_init_sql(job.postgres.url)
         remove_uncommitted(job.consumer.lake_path)
         jars = [*connector_jars(job.consumer.kafka_source), *postgres_writer_jars(job.postgres.writer)]
-        archive = class_archive_plan(job.consumer, jars)
+        archive = class_archive_plan(job.consumer)
         spark = build_session(job.consumer, args.master, jars, archive.java_options if archive else ())
         report(archive, jvm_pid())
         ship_package(spark)

@@ -247,10 +247,15 @@ def with_java_options(existing: str | None, options=JIT_OPTIONS) -> str:
     return " ".join([*current, *(o for o in options if o.lstrip("-X:+").split("=")[0] not in named)])
 
 
-def class_archive_plan(settings: ConsumerSettings, jars: list[str], conf=None):
+def class_archive_plan(settings: ConsumerSettings, conf=None):
     """The JVM class archive this start maps or writes (:mod:`stockpulse.stream.class_archive`);
     None when it is switched off (``JVM_CLASS_ARCHIVE=false``) or the JVM is already running
-    (spark-submit), whose options this process can no longer set."""
+    (spark-submit), whose options this process can no longer set.
+
+    One archive serves every set of ``spark.jars``: those load through Spark's own class loader,
+    whose archived classes the JVM takes only when their bytes match (size and CRC), so only the
+    JVM's class path (pyspark's jars, ``spark.driver.extraClassPath``) and options are in its key.
+    """
     from pyspark import SparkConf
 
     from stockpulse.jars import cache_root
@@ -260,11 +265,10 @@ def class_archive_plan(settings: ConsumerSettings, jars: list[str], conf=None):
     if not settings.class_archive or jvm_running(conf):
         return None
     options = " ".join([with_java_options(conf.get("spark.driver.defaultJavaOptions", None)),
-                        conf.get("spark.driver.extraJavaOptions", ""), conf.get("spark.driver.memory", "")])
-    jar_list = [*filter(None, conf.get("spark.jars", "").split(",")), *jars]
+                        conf.get("spark.driver.extraJavaOptions", ""), conf.get("spark.driver.memory", ""),
+                        conf.get("spark.driver.extraClassPath", "")])
     directory = settings.class_archive_dir or cache_root() / "class-archives"
-    return class_archive.plan(directory, class_archive.java_binary(),
-                              class_archive.spark_classpath(jar_list), options)
+    return class_archive.plan(directory, class_archive.java_binary(), class_archive.spark_classpath(), options)
 
 
 def build_session(settings: ConsumerSettings, master: str | None = None, jars: list[str] = (),

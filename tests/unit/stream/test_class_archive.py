@@ -100,10 +100,10 @@ def test_spark_submit_and_the_switch_mean_no_archive(tmp_path, monkeypatch):
 
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     on = ConsumerSettings.from_env({"JVM_CLASS_ARCHIVE_DIR": str(tmp_path / "cds")})
-    assert class_archive_plan(on, [], Conf()).path.parent == tmp_path / "cds"
-    assert class_archive_plan(on, [], Conf({"spark.app.id": "app-1"})) is None  # spark-submit's JVM runs
+    assert class_archive_plan(on, Conf()).path.parent == tmp_path / "cds"
+    assert class_archive_plan(on, Conf({"spark.app.id": "app-1"})) is None  # spark-submit's JVM runs
     off = ConsumerSettings.from_env({"JVM_CLASS_ARCHIVE": "false", "JVM_CLASS_ARCHIVE_DIR": str(tmp_path)})
-    assert class_archive_plan(off, [], Conf()) is None
+    assert class_archive_plan(off, Conf()) is None
 
 
 def test_a_jvm_that_did_not_map_its_archive_has_it_removed(tmp_path, monkeypatch, caplog):
