@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -147,13 +148,19 @@ def prune(directory: Path, keep: int = KEEP) -> None:
         old.unlink(missing_ok=True)
 
 
+ORDERLY_EXITS = (0, 128 + signal.SIGINT, 128 + signal.SIGTERM)
+"""Exit codes of a JVM that ran its own shutdown (``System.exit``, or Ctrl-C / SIGTERM handled by
+the JVM), which writes the archive before it exits (measured: SIGTERM gives 143 and a whole
+archive). A JVM killed outright (SIGKILL, a crash) has another code and may have cut it short."""
+
+
 def promote(archive: ArchivePlan, java: Path, jvm_exit_code: int | None) -> bool:
-    """Give a written archive its final name once the JVM that wrote it exited cleanly and a fresh
-    JVM maps it; remove it otherwise. True when it was promoted."""
+    """Give a written archive its final name once the JVM that wrote it shut down in order and a
+    fresh JVM maps it; remove it otherwise. True when it was promoted."""
     partial = archive.training
     if partial is None or not partial.is_file():
         return False
-    if jvm_exit_code == 0 and maps(java, partial):
+    if jvm_exit_code in ORDERLY_EXITS and maps(java, partial):
         os.replace(partial, archive.path)
         prune(archive.path.parent)
         logger.info("wrote the JVM class archive %s: later jobs start faster", archive.path)
@@ -203,14 +210,33 @@ def jvm_pid() -> int | None:
     return process.pid if process is not None else None
 
 
+def finish_on_sigterm(archive: ArchivePlan | None) -> None:
+    """While this job writes the archive, SIGTERM (``make down``, a supervisor) ends it through
+    :func:`finish` and exits 143, instead of killing Python at once and leaving the file unchecked.
+
+    Only then: a job that maps an archive keeps dying on SIGTERM as before. The JVM, signalled with
+    the same process group or by its standard input closing, shuts down and writes the archive.
+    """
+    if archive is None or archive.training is None:
+        return
+
+    def stop(signum, _frame) -> None:
+        logger.info("SIGTERM: waiting for the JVM to write its class archive, then exiting")
+        finish(archive)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def finish(archive: ArchivePlan | None) -> None:
-    """After a clean end: let the JVM exit (it writes the archive as it does) and promote it.
+    """After the job's end: let the JVM exit (it writes the archive as it does) and promote it.
 
     pyspark's gateway JVM exits when its standard input closes; waiting for it here is what makes
     a whole archive tell apart from one cut short.
     """
     if archive is None or archive.training is None:
         return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while it waits ends it at once
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway

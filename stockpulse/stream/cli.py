@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             JobSettings, build_session, class_archive_plan, connector_jars, postgres_writer_jars, start_queries,
             wait_for,
         )
-        from stockpulse.stream.class_archive import finish, jvm_pid, report
+        from stockpulse.stream.class_archive import finish, finish_on_sigterm, jvm_pid, report
         from stockpulse.stream.lake import remove_uncommitted
 
         stack = StackSettings.from_env()
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         archive = class_archive_plan(job.consumer)
         spark = build_session(job.consumer, args.master, jars, archive.java_options if archive else ())
         report(archive, jvm_pid())
+        finish_on_sigterm(archive)
         ship_package(spark)
         listener = heartbeat_listener(heartbeat)
         spark.streams.addListener(listener)

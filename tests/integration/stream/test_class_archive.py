@@ -1,12 +1,20 @@
-"""The JVM class archive against a real JVM: what it writes, and what a cut-short archive does."""
+"""The JVM class archive against a real JVM: what it writes, what a cut-short archive does, and
+the archive a streaming job stopped by SIGTERM leaves."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 
+from stockpulse.config import PROJECT_ROOT
 from stockpulse.stream.class_archive import ArchivePlan, java_binary, maps, promote
+from tests.conftest import run_cli
+from tests.integration.helpers import csv_slice, postgres_counts, produced_rows
 
 JAVA = java_binary()
 pytestmark = pytest.mark.skipif(JAVA is None, reason="no java on PATH")
@@ -38,3 +46,31 @@ def test_a_whole_archive_is_promoted_and_mapped(written):
     used = subprocess.run([str(JAVA), *ArchivePlan(written.path).java_options, "-Xshare:on", "-version"],
                           capture_output=True, text=True, timeout=120)
     assert used.returncode == 0 and "sharing" in used.stderr, used.stderr  # -Xshare:on fails unless it maps
+
+
+@pytest.mark.slow
+def test_a_streaming_job_stopped_by_sigterm_leaves_a_whole_archive(pipeline_env, tmp_path):
+    """``make down`` SIGTERMs the job's process group: the JVM shuts down and writes the archive,
+    and the job, instead of dying at once, waits for it, checks it and exits 143."""
+    csv = csv_slice(tmp_path / "slice.csv", 100)
+    producer = run_cli(["producer/producer.py", "--csv", str(csv), "--tick-interval", "0"], pipeline_env)
+    sent = produced_rows(producer.stderr)
+    archives = tmp_path / "class-archives"
+    env = {**pipeline_env, "JVM_CLASS_ARCHIVE_DIR": str(archives), "LAKE_PARTITION_BY": "index"}
+    log = tmp_path / "consumer.log"
+    with log.open("ab") as out:
+        job = subprocess.Popen([sys.executable, "consumer/consumer.py"], env=env, cwd=PROJECT_ROOT,
+                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while postgres_counts(env["DATABASE_URL"])["rows"] < sent:
+            assert job.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        os.killpg(job.pid, signal.SIGTERM)
+        assert job.wait(120) == 143, log.read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "wrote the JVM class archive" in text and "Traceback" not in text, text[-3000:]
+    assert len(list(archives.glob("*.jsa"))) == 1 and not list(archives.glob("*.partial"))

@@ -70,8 +70,10 @@ def test_a_partial_archive_left_by_a_killed_job_is_removed(tmp_path):
     assert writing.exists() and not left.exists()
 
 
-@pytest.mark.parametrize("jvm_exit, java_exit, promoted", [(0, 0, True), (0, 1, False), (None, 0, False),
-                                                           (134, 0, False)])
+@pytest.mark.parametrize("jvm_exit, java_exit, promoted", [
+    (0, 0, True), (143, 0, True), (130, 0, True),  # System.exit, SIGTERM, Ctrl-C: the JVM's own shutdown
+    (0, 1, False), (None, 0, False), (-9, 0, False), (134, 0, False),  # unmappable, still running, killed, crashed
+])
 def test_only_a_whole_archive_a_jvm_maps_gets_its_final_name(tmp_path, jvm_exit, java_exit, promoted):
     java = fake_java(tmp_path, java_exit)
     archive = ArchivePlan(tmp_path / "k.jsa", tmp_path / "k.jsa.1.partial")
