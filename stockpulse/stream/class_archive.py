@@ -7,10 +7,10 @@ earlier run, the start to the first batch took 0.78x as long here (``docs/perfor
 How, on Java 17 (``-XX:+AutoCreateSharedArchive`` only arrived in JDK 19): a job that finds no
 archive for its JDK and classpath asks its JVM to write one when it exits
 (``-XX:ArchiveClassesAtExit``), under a temporary name. When the job ends cleanly it waits for
-the JVM to exit, checks that a JVM can map the file, and renames it into place; later jobs map it
-(``-XX:SharedArchiveFile``). Only a checked, whole archive ever gets the final name: a truncated
-one crashes the JVM that maps it (SIGBUS, measured), so a job killed while its JVM was still
-writing leaves only a temporary file, removed by the next start. The key names the JDK, the jars
+the JVM's orderly exit (which is what writes the file whole), has a fresh JVM map it (a file cut
+short in its body crashes that JVM with SIGBUS, measured) and renames it into place; later jobs
+map it (``-XX:SharedArchiveFile``). A job killed while its JVM was still writing leaves only a
+temporary file, which a later start removes once it is ten minutes old. The key names the JDK, the jars
 on the JVM's class path and its options, so a JVM never meets an archive written for another.
 
 Only for a JVM this process starts (``python consumer/consumer.py``, as ``make up``, Airflow and
@@ -22,8 +22,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -112,8 +114,13 @@ def remove_stale(directory: Path, now: float | None = None) -> None:
 def plan(directory: Path, java: Path | None, classpath: list[Path], options: str,
          pid: int | None = None) -> ArchivePlan | None:
     """Map the archive for this JDK and classpath when there is one, else write it at exit;
-    None without a ``java`` to key on or a directory to keep archives in."""
+    None without a ``java`` to key on, or a directory to keep archives in that can be written and
+    named in a JVM option (Spark's launcher splits the options at spaces)."""
     if java is None:
+        return None
+    if any(char.isspace() or char in "'\"\\" for char in str(directory)):
+        logger.warning("no JVM class archive: its directory %s holds spaces or quotes, which the JVM's options "
+                       "cannot carry (set JVM_CLASS_ARCHIVE_DIR)", directory)
         return None
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -123,14 +130,21 @@ def plan(directory: Path, java: Path | None, classpath: list[Path], options: str
         return None
     path = directory / f"{archive_key(java, classpath, options)}.jsa"
     if path.is_file():
-        os.utime(path)  # the newest used is the last removed (:func:`prune`)
+        try:
+            os.utime(path)  # the newest used is the last removed (:func:`prune`)
+        except OSError:  # someone else's file, or pruned just now: mapping it still works or is skipped
+            pass
         return ArchivePlan(path)
-    return ArchivePlan(path, directory / f"{path.name}.{pid or os.getpid()}.partial")
+    if not os.access(directory, os.W_OK):
+        return None  # a JVM asked to write where it cannot fails at exit
+    token = f"{socket.gethostname()}-{pid or os.getpid()}-{secrets.token_hex(4)}"
+    return ArchivePlan(path, directory / f"{path.name}.{token}.partial")
 
 
 def maps(java: Path, archive: Path) -> bool:
-    """Whether a JVM starts with ``archive`` mapped (a truncated one kills it with SIGBUS; its
-    crash report goes to a temporary directory, not the caller's)."""
+    """Whether a JVM starts with ``archive`` without crashing: one cut short in its body kills it
+    with SIGBUS (its crash report goes to a temporary directory). Not a full check (a JVM that
+    cannot use a file starts without it): the guarantee is the writer's orderly exit."""
     with tempfile.TemporaryDirectory(prefix="stockpulse-cds-check-") as scratch:
         try:
             result = subprocess.run([str(java), f"-XX:SharedArchiveFile={archive}", "-Xshare:auto",
@@ -143,15 +157,21 @@ def maps(java: Path, archive: Path) -> bool:
 
 def prune(directory: Path, keep: int = KEEP) -> None:
     """Keep the ``keep`` most recently used archives."""
-    archives = sorted(directory.glob("*.jsa"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in archives[keep:]:
+    def used(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:  # another job pruned it first
+            return 0.0
+
+    for old in sorted(directory.glob("*.jsa"), key=used, reverse=True)[keep:]:
         old.unlink(missing_ok=True)
 
 
-ORDERLY_EXITS = (0, 128 + signal.SIGINT, 128 + signal.SIGTERM)
-"""Exit codes of a JVM that ran its own shutdown (``System.exit``, or Ctrl-C / SIGTERM handled by
-the JVM), which writes the archive before it exits (measured: SIGTERM gives 143 and a whole
-archive). A JVM killed outright (SIGKILL, a crash) has another code and may have cut it short."""
+ORDERLY_EXITS = (0, 128 + signal.SIGTERM)
+"""Exit codes of a JVM that ran its own shutdown (``System.exit`` when pyspark's gateway sees its
+standard input close, or SIGTERM), which writes the archive before it exits (measured: SIGTERM
+gives 143 and a whole archive). pyspark's JVM ignores SIGINT. A JVM killed outright (SIGKILL, a
+crash) has another code and may have cut the file short."""
 
 
 def promote(archive: ArchivePlan, java: Path, jvm_exit_code: int | None) -> bool:
@@ -172,20 +192,21 @@ def promote(archive: ArchivePlan, java: Path, jvm_exit_code: int | None) -> bool
 
 
 def mapped(pid: int, path: Path) -> bool | None:
-    """Whether process ``pid`` maps ``path`` (None where ``/proc`` cannot tell)."""
+    """Whether process ``pid`` maps ``path`` (None where ``/proc`` cannot tell). ``/proc`` shows
+    the resolved path, so a symlinked cache directory is resolved first."""
     try:
         maps_text = Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return None
-    return str(path) in maps_text
+    return str(path.resolve()) in maps_text
 
 
 def report(archive: ArchivePlan | None, jvm_pid: int | None) -> None:
     """Say at start-up what the class archive does, and whether the JVM really mapped it.
 
     A JVM that cannot use an archive (its JDK or jars changed in a way the key missed) starts
-    without it and says nothing; that archive is then removed, so the next clean end writes one
-    that fits.
+    without it, with one ``[warning][cds`` line; that archive is then removed, so the next clean
+    end writes one that fits.
     """
     if archive is None:
         return
@@ -203,11 +224,22 @@ def report(archive: ArchivePlan | None, jvm_pid: int | None) -> None:
 
 
 def jvm_pid() -> int | None:
-    """The driver JVM's pid when this process started it (pyspark's launcher execs into java)."""
+    """The driver JVM's pid when this process started it: pyspark's launcher execs into java, so
+    its process is the JVM (None if a wrapper script kept it from being one)."""
     from pyspark import SparkContext
 
     process = getattr(SparkContext._gateway, "proc", None)
-    return process.pid if process is not None else None
+    if process is None:
+        return None
+    try:
+        return process.pid if Path(f"/proc/{process.pid}/exe").resolve().name.startswith("java") else None
+    except OSError:
+        return None
+
+
+SIGTERM_BUDGET_SECONDS = 20
+"""How long a job stopped by SIGTERM waits for its JVM to write the archive: supervisors send
+SIGKILL after 30 s (``make down``), and waiting longer would lose the check, not the data."""
 
 
 def finish_on_sigterm(archive: ArchivePlan | None) -> None:
@@ -221,18 +253,19 @@ def finish_on_sigterm(archive: ArchivePlan | None) -> None:
         return
 
     def stop(signum, _frame) -> None:
-        logger.info("SIGTERM: waiting for the JVM to write its class archive, then exiting")
-        finish(archive)
+        finish(archive, SIGTERM_BUDGET_SECONDS)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
 
 
-def finish(archive: ArchivePlan | None) -> None:
+def finish(archive: ArchivePlan | None, timeout: float = EXIT_TIMEOUT_SECONDS) -> None:
     """After the job's end: let the JVM exit (it writes the archive as it does) and promote it.
 
     pyspark's gateway JVM exits when its standard input closes; waiting for it here is what makes
-    a whole archive tell apart from one cut short.
+    a whole archive tell apart from one cut short. Nothing here may fail the job, whose data is
+    committed by now: a problem costs the archive, with a warning. A second SIGTERM or a Ctrl-C
+    while it waits gives the archive up.
     """
     if archive is None or archive.training is None:
         return
@@ -244,14 +277,38 @@ def finish(archive: ArchivePlan | None) -> None:
     java = java_binary()
     if process is None or java is None:
         return
+    logger.info("waiting for the JVM to write its class archive (once; JVM_CLASS_ARCHIVE=false skips it)")
     try:
-        gateway.shutdown()
-    except Exception:  # noqa: BLE001 - the connection may already be gone; the JVM exits either way
-        logger.debug("gateway shutdown", exc_info=True)
-    if process.stdin is not None:
-        process.stdin.close()
-    try:
-        code = process.wait(timeout=EXIT_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        code = None
-    promote(archive, java, code)
+        try:
+            gateway.shutdown()
+        except Exception:  # noqa: BLE001 - the connection may already be gone; the JVM exits either way
+            logger.debug("gateway shutdown", exc_info=True)
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        promote(archive, java, code)
+    except KeyboardInterrupt:
+        archive.training.unlink(missing_ok=True)
+        logger.warning("interrupted: no JVM class archive this time")
+    except Exception as exc:  # noqa: BLE001 - see above: never fail a job over its archive
+        logger.warning("the JVM class archive was not kept: %s", exc)
+
+
+def discard(archive: ArchivePlan | None) -> None:
+    """After a failed job: stop its JVM before it spends ~15 s writing an archive nobody checks
+    (and holds the caller's output open meanwhile), and remove the file."""
+    if archive is None or archive.training is None:
+        return
+    from pyspark import SparkContext
+
+    process = getattr(SparkContext._gateway, "proc", None)
+    if process is not None and process.poll() is None:
+        process.kill()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    archive.training.unlink(missing_ok=True)

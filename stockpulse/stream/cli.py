@@ -52,6 +52,14 @@ def ship_package(spark) -> None:
     spark.sparkContext.addPyFile(archive)
 
 
+def discard(archive) -> None:
+    """Drop the class archive a failed job's JVM would write as it exits (:mod:`class_archive`)."""
+    if archive is not None:
+        from stockpulse.stream.class_archive import discard as discard_archive
+
+        discard_archive(archive)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="consumer.py",
@@ -70,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # PYTHONPATH must be set before the JVM starts so local workers inherit it.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    archive = None  # the JVM class archive this start maps or writes
     try:
         from stockpulse.config import StackSettings
         from stockpulse.db import apply_init_sql
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         apply_init_sql(job.postgres.url)
         remove_uncommitted(job.consumer.lake_path)
         jars = [*connector_jars(job.consumer.kafka_source), *postgres_writer_jars(job.postgres.writer)]
-        archive = class_archive_plan(job.consumer)
+        archive = class_archive_plan(job.consumer, args.master)
         spark = build_session(job.consumer, args.master, jars, archive.java_options if archive else ())
         report(archive, jvm_pid())
         finish_on_sigterm(archive)
@@ -101,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat.expect(queries)
     except StockPulseError as exc:
         print(f"consumer: error: {exc}", file=sys.stderr)
+        discard(archive)
         return 2
     except Exception as exc:  # Spark refused to start (a bad master URL, a bad option): one line
         print(f"consumer: error: cannot start the job: {failure_summary(str(getattr(exc, 'desc', None) or exc))}",
               file=sys.stderr)
         logger.debug("start-up failure", exc_info=True)
+        discard(archive)
         return 1
     try:
         wait_for(queries)
@@ -117,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"consumer: error: query failed: {failure_summary(str(getattr(exc, 'desc', None) or exc))}",
               file=sys.stderr)
         logger.debug("query failure", exc_info=True)
+        discard(archive)
         return 1
     logger.info("all queries finished")
     if args.progress_file:

@@ -247,14 +247,15 @@ def with_java_options(existing: str | None, options=JIT_OPTIONS) -> str:
     return " ".join([*current, *(o for o in options if o.lstrip("-X:+").split("=")[0] not in named)])
 
 
-def class_archive_plan(settings: ConsumerSettings, conf=None):
+def class_archive_plan(settings: ConsumerSettings, master: str | None = None, conf=None):
     """The JVM class archive this start maps or writes (:mod:`stockpulse.stream.class_archive`);
     None when it is switched off (``JVM_CLASS_ARCHIVE=false``) or the JVM is already running
     (spark-submit), whose options this process can no longer set.
 
     One archive serves every set of ``spark.jars``: those load through Spark's own class loader,
-    whose archived classes the JVM takes only when their bytes match (size and CRC), so only the
-    JVM's class path (pyspark's jars, ``spark.driver.extraClassPath``) and options are in its key.
+    whose archived classes the JVM takes only when their bytes match (size and CRC). The JVM's own
+    class path is in the key: pyspark's jars, and ``spark.driver.extraClassPath`` as
+    :func:`build_session` will set it (S3A's jars go there on this machine).
     """
     from pyspark import SparkConf
 
@@ -264,9 +265,13 @@ def class_archive_plan(settings: ConsumerSettings, conf=None):
     conf = conf if conf is not None else SparkConf()
     if not settings.class_archive or jvm_running(conf):
         return None
+    class_path = [conf.get("spark.driver.extraClassPath", "")]
+    effective_master = master or conf.get("spark.master", None) or settings.master
+    if s3a_locations(settings) and on_this_machine(effective_master):
+        class_path += s3a_jars(conf)
     options = " ".join([with_java_options(conf.get("spark.driver.defaultJavaOptions", None)),
                         conf.get("spark.driver.extraJavaOptions", ""), conf.get("spark.driver.memory", ""),
-                        conf.get("spark.driver.extraClassPath", "")])
+                        os.pathsep.join(filter(None, class_path))])
     directory = settings.class_archive_dir or cache_root() / "class-archives"
     return class_archive.plan(directory, class_archive.java_binary(), class_archive.spark_classpath(), options)
 

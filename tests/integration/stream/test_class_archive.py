@@ -74,3 +74,15 @@ def test_a_streaming_job_stopped_by_sigterm_leaves_a_whole_archive(pipeline_env,
     text = log.read_text()
     assert "wrote the JVM class archive" in text and "Traceback" not in text, text[-3000:]
     assert len(list(archives.glob("*.jsa"))) == 1 and not list(archives.glob("*.partial"))
+
+
+@pytest.mark.slow
+def test_a_job_that_fails_leaves_no_archive_behind(pipeline_env, tmp_path):
+    """A job refused after its JVM started stops the JVM instead of letting it write ~190 MB that
+    nobody checks (and hold the caller's output open meanwhile)."""
+    archives = tmp_path / "class-archives"
+    env = {**pipeline_env, "JVM_CLASS_ARCHIVE_DIR": str(archives), "STARTING_OFFSETS": '{"not": json'}
+    result = run_cli(["consumer/consumer.py", "--once"], env)
+    assert result.returncode == 1 and "consumer: error: query failed" in result.stderr, result.stderr[-3000:]
+    assert "no JVM class archive for this JDK" in result.stderr  # the JVM did start, to write one
+    assert list(archives.iterdir()) == []

@@ -49,17 +49,25 @@ def test_the_key_changes_with_the_jdk_the_jars_and_the_options(tmp_path):
 def test_without_an_archive_the_jvm_writes_one_under_a_temporary_name(tmp_path):
     java = fake_java(tmp_path)
     first = plan(tmp_path / "cds", java, [jar(tmp_path, "a.jar")], "", pid=4242)
-    assert first.training == tmp_path / "cds" / f"{first.path.name}.4242.partial"
+    assert first.training.parent == tmp_path / "cds" and first.training.name.startswith(f"{first.path.name}.")
+    assert "-4242-" in first.training.name and first.training.name.endswith(".partial")
+    assert plan(tmp_path / "cds", java, [tmp_path / "a.jar"], "", pid=4242).training != first.training  # per job
     assert first.java_options == (f"-XX:ArchiveClassesAtExit={first.training}", "-Xlog:cds*=off")
     first.path.write_bytes(b"archive")
     again = plan(tmp_path / "cds", java, [tmp_path / "a.jar"], "", pid=4243)
     assert again == ArchivePlan(first.path) and again.java_options == (f"-XX:SharedArchiveFile={first.path}",)
 
 
-def test_no_java_or_no_room_means_no_archive(tmp_path):
+def test_no_java_no_room_or_an_unsayable_path_means_no_archive(tmp_path):
     assert plan(tmp_path / "cds", None, [], "") is None
     (tmp_path / "file").write_text("")
-    assert plan(tmp_path / "file" / "cds", fake_java(tmp_path), [], "") is None
+    java = fake_java(tmp_path)
+    assert plan(tmp_path / "file" / "cds", java, [], "") is None
+    assert plan(tmp_path / "my cache", java, [], "") is None  # Spark's launcher splits options at spaces
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    if not os.access(locked, os.W_OK):  # root may write anywhere
+        assert plan(locked, java, [], "") is None
 
 
 def test_a_partial_archive_left_by_a_killed_job_is_removed(tmp_path):
@@ -71,7 +79,7 @@ def test_a_partial_archive_left_by_a_killed_job_is_removed(tmp_path):
 
 
 @pytest.mark.parametrize("jvm_exit, java_exit, promoted", [
-    (0, 0, True), (143, 0, True), (130, 0, True),  # System.exit, SIGTERM, Ctrl-C: the JVM's own shutdown
+    (0, 0, True), (143, 0, True),  # System.exit, SIGTERM: the JVM's own shutdown writes the file whole
     (0, 1, False), (None, 0, False), (-9, 0, False), (134, 0, False),  # unmappable, still running, killed, crashed
 ])
 def test_only_a_whole_archive_a_jvm_maps_gets_its_final_name(tmp_path, jvm_exit, java_exit, promoted):
@@ -101,11 +109,12 @@ def test_spark_submit_and_the_switch_mean_no_archive(tmp_path, monkeypatch):
             return super().get(key, default)
 
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    monkeypatch.setattr(class_archive, "java_binary", lambda: fake_java(tmp_path))
     on = ConsumerSettings.from_env({"JVM_CLASS_ARCHIVE_DIR": str(tmp_path / "cds")})
-    assert class_archive_plan(on, Conf()).path.parent == tmp_path / "cds"
-    assert class_archive_plan(on, Conf({"spark.app.id": "app-1"})) is None  # spark-submit's JVM runs
+    assert class_archive_plan(on, conf=Conf()).path.parent == tmp_path / "cds"
+    assert class_archive_plan(on, conf=Conf({"spark.app.id": "app-1"})) is None  # spark-submit's JVM runs
     off = ConsumerSettings.from_env({"JVM_CLASS_ARCHIVE": "false", "JVM_CLASS_ARCHIVE_DIR": str(tmp_path)})
-    assert class_archive_plan(off, Conf()) is None
+    assert class_archive_plan(off, conf=Conf()) is None
 
 
 def test_a_jvm_that_did_not_map_its_archive_has_it_removed(tmp_path, monkeypatch, caplog):
@@ -113,3 +122,17 @@ def test_a_jvm_that_did_not_map_its_archive_has_it_removed(tmp_path, monkeypatch
     monkeypatch.setattr(class_archive, "mapped", lambda pid, path: False)
     class_archive.report(archive, 123)
     assert not archive.path.exists() and "did not map the class archive" in caplog.text
+
+
+def test_a_symlinked_archive_directory_is_seen_as_mapped(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    archive = jar(real, "k.jsa")
+    (tmp_path / "link").symlink_to(real)
+    maps_file = tmp_path / "maps"
+    maps_file.write_text(f"7f00-7f01 r--p 00000000 08:01 42 {archive.resolve()}\n")
+    original = Path.read_text
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "read_text", lambda self, *a, **k: original(maps_file) if str(self).startswith("/proc/")
+                      else original(self, *a, **k))
+        assert class_archive.mapped(1, tmp_path / "link" / "k.jsa") is True
