@@ -6,7 +6,9 @@ End-to-end runs say how fast the job is; this says where the time goes, in secon
 the same records, without the streaming machinery (triggers, offsets, checkpoints) around them.
 Each row adds one stage to a plain batch read of the topic (``spark.read.format("kafka")``):
 read; parse and check (``to_ticks``); write the valid ticks to Parquet; build the CSV lines of the
-JVM PostgreSQL writer; COPY them. It also counts the records per Kafka partition (the key skew)
+JVM PostgreSQL writer; COPY them. Then the same sinks again after Spark's floor: the JSON
+parsed, cast and enriched with none of our checks (``spark_floor``), so that the gap between
+the two rows is what our code costs and the floor is what Spark's own parts cost. It also counts the records per Kafka partition (the key skew)
 and times the read alone with ``minPartitions``. Every stage runs ``--repeats`` times; the last
 (warm) run is the one to compare. Private services, as in ``bench_pipeline.py``; JSON to
 ``bench/results/stages-<UTC time>.json``.
@@ -38,6 +40,33 @@ from stockpulse.ops.services.broker import ensure_topic  # noqa: E402
 logger = logging.getLogger("bench.stages")
 
 
+def spark_floor(records):
+    """What ``to_ticks`` gives for a valid message, without any of its checks: the JSON parsed,
+    prices cast to the stored type, ``trade_value``, the Kafka lineage, and the dead-letter
+    columns NULL. The difference between this and ``to_ticks`` is the cost of our checks; what
+    this costs is Spark's (its Kafka source, its JSON parser, its decimals), not ours.
+
+    Parsed in a projection of its own, kept apart the way ``to_ticks`` keeps it (a partition id
+    column), so the optimizer parses each message once rather than once per field."""
+    from pyspark.sql import functions as F
+
+    from stockpulse.schema import PRICE_FIELDS, REASON_COLUMN, TICK_FIELDS, TRADE_VALUE, spark_tick_schema
+
+    stored = {f.name: f for f in TICK_FIELDS}
+    none = F.lit(None).cast("string")
+    parsed = records.select(
+        F.from_json(F.col("value").cast("string"), spark_tick_schema()).alias("t"), "topic", "partition", "offset",
+        "timestamp", F.spark_partition_id().alias("_parse_barrier"))
+    return parsed.select(
+        *[(F.col(f"t.{name}").cast(f.spark_type) if name in PRICE_FIELDS else F.col(f"t.{name}")).alias(name)
+          for name, f in stored.items()],
+        (F.col("t.close").cast(stored["close"].spark_type) * F.col("t.volume").cast("DECIMAL(19,0)"))
+        .cast(TRADE_VALUE.spark_type).alias(TRADE_VALUE.name),
+        F.col("topic").alias("kafka_topic"), F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"), F.col("timestamp").alias("kafka_timestamp"),
+        none.alias("kafka_key"), none.alias("raw_value"), none.alias(REASON_COLUMN))
+
+
 def timed(repeats: int, action) -> list[float]:
     """Seconds of each of ``repeats`` runs of ``action(run_number)``."""
     seconds = []
@@ -66,6 +95,7 @@ def main() -> int:
         from pyspark.sql import functions as F
 
         from stockpulse.config import ConsumerSettings
+        from stockpulse.schema import spark_tick_schema
         from stockpulse.stream.job import build_session, connector_jars, postgres_writer_jars
         from stockpulse.stream.lake import WRITE_OPTIONS
         from stockpulse.stream.sinks.jvm_copy import JvmCopySink, encoded
@@ -86,12 +116,16 @@ def main() -> int:
         results["messages_per_partition"] = {
             str(row["partition"]): row["count"] for row in raw.groupBy("partition").count().collect()}
         ticks = to_ticks(raw)
+        parsed = raw.select(F.from_json(F.col("value").cast("string"), spark_tick_schema()).alias("t"))
+        unchecked = spark_floor(raw)
         sink = JvmCopySink(url)
 
-        def copy(run: int) -> None:
-            with connect(url, autocommit=True) as conn:
-                conn.execute("TRUNCATE ticks_raw, ticks_dead_letter")
-            sink.write(ticks)
+        def copy(frame):
+            def run_copy(run: int) -> None:
+                with connect(url, autocommit=True) as conn:
+                    conn.execute("TRUNCATE ticks_raw, ticks_dead_letter")
+                sink.write(frame)
+            return run_copy
 
         stages = [
             ("read the records from Kafka", lambda run: raw.select(F.sum(F.length("value"))).collect()),
@@ -100,7 +134,15 @@ def main() -> int:
              .options(**WRITE_OPTIONS).partitionBy("index").parquet(str(work / f"lake-{run}"))),
             ("+ build the CSV lines for COPY instead", lambda run: encoded(ticks).write.format("noop")
              .mode("overwrite").save()),
-            ("+ COPY them into PostgreSQL (JVM writer, after a TRUNCATE)", copy),
+            ("+ COPY them into PostgreSQL (JVM writer, after a TRUNCATE)", copy(ticks)),
+            ("+ parse only (from_json, nothing cast or checked)", lambda run: parsed.write.format("noop")
+             .mode("overwrite").save()),
+            ("+ parse, cast and enrich, nothing checked (Spark's floor for to_ticks)",
+             lambda run: unchecked.write.format("noop").mode("overwrite").save()),
+            ("+ write them to Parquet, nothing checked (Spark's floor for the lake query)",
+             lambda run: valid_ticks(unchecked).write.mode("overwrite").options(**WRITE_OPTIONS)
+             .partitionBy("index").parquet(str(work / f"floor-{run}"))),
+            ("+ COPY them, nothing checked (Spark's floor for the PostgreSQL query)", copy(unchecked)),
             ("read the records from Kafka, minPartitions=4",
              lambda run: records(minPartitions="4").select(F.sum(F.length("value"))).collect()),
         ]
