@@ -3,7 +3,8 @@ both sinks per Kafka source, the job's start-up, its memory, and latency.
 
 Usage: python bench/bench_pipeline.py [--ticks 60000] [--large-messages 1000000] [--batch-rows 100000]
                                       [--latency-seconds 40] [--latency-rate 2000]
-                                      [--latency-trigger "500 milliseconds"] [--daily-ticks 0]
+                                      [--latency-trigger "500 milliseconds"]
+                                      [--latency-lake-trigger "10 seconds"] [--daily-ticks 0]
 
 Everything runs on private services (an embedded PostgreSQL and an embedded Apache Kafka node on
 free ports, under one temporary directory), so a running ``make up`` is untouched. Results go to
@@ -33,7 +34,8 @@ What is measured:
   data (its progress report's ``timestamp`` plus ``triggerExecution``), the later query deciding;
 - memory: RSS of the Spark JVM and the Python driver once a second, reported from the first
   batch's end (after warm-up) to the end of the run, with the peak and the growth;
-- latency: a streaming consumer (official source, ``--latency-trigger``) while
+- latency: a streaming consumer (official source, ``--latency-trigger`` for PostgreSQL and
+  ``--latency-lake-trigger`` for the lake) while
   the producer sends ``--latency-rate`` messages/s (ticks from 2000 on, paced); per row
   ``landed_at - kafka_timestamp`` (Kafka send time to PostgreSQL commit), p50/p95/p99/max, the
   warm-up tick left out;
@@ -310,13 +312,13 @@ LATENCY_START, LATENCY_ROWS_PER_TICK = date(2000, 1, 3), 4.6
 is a steady message rate (the 1960s hold one or two indices a day)."""
 
 
-def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str) -> dict:
+def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str, lake_trigger: str) -> dict:
     """Kafka timestamp to PostgreSQL commit per row while the producer sends ``rate`` messages/s."""
     topic, pace = "bench_latency", rate / LATENCY_ROWS_PER_TICK
     ensure_topic(bootstrap, topic, PARTITIONS)
     url = fresh_database(server, "bench_latency")
     env = job_env(bootstrap, topic, url, work / "latency", SOURCES["official"][0],
-                  LAKE_PARTITION_BY="index", TRIGGER_INTERVAL=trigger)
+                  LAKE_PARTITION_BY="index", TRIGGER_INTERVAL=trigger, LAKE_TRIGGER_INTERVAL=lake_trigger)
     log_file = work / "latency-consumer.log"
     log = log_file.open("wb")
     consumer = subprocess.Popen([sys.executable, str(ROOT / "consumer" / "consumer.py")], env=env, cwd=ROOT,
@@ -341,7 +343,7 @@ def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str) 
         raise SystemExit(f"latency: sent {sent['rows']} rows after the warm-up, but PostgreSQL holds {n}")
     return {"source": "official", "rows": n, "messages_per_s_asked": rate,
             "messages_per_s_sent": round(sent["rows"] / sent["seconds"]),  # the final flush included: a floor
-            "trigger": trigger,
+            "trigger": trigger, "lake_trigger": lake_trigger,
             "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "p99_s": round(float(p99), 3),
             "max_s": round(float(worst), 3)}
 
@@ -455,6 +457,8 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=40)
     parser.add_argument("--latency-rate", type=float, default=2_000, help="messages/s sent during the latency run")
     parser.add_argument("--latency-trigger", default="500 milliseconds", help="TRIGGER_INTERVAL of the latency run")
+    parser.add_argument("--latency-lake-trigger", default="10 seconds",
+                        help="LAKE_TRIGGER_INTERVAL of the latency run (the lake off the latency path)")
     parser.add_argument("--only-latency", action="store_true", help="measure latency only (quick experiments)")
     parser.add_argument("--daily-ticks", type=int, default=0,
                         help="ticks for an extra index/date run, official source (0: skip; one file per row, slow)")
@@ -471,7 +475,7 @@ def main() -> int:
             throughput(args, server, broker.bootstrap, work, results)
         logger.info("latency at %.0f messages/s for %.0f s", args.latency_rate, args.latency_seconds)
         results["latency"] = latency(server, broker.bootstrap, work, args.latency_seconds, args.latency_rate,
-                                     args.latency_trigger)
+                                     args.latency_trigger, args.latency_lake_trigger)
         results["seconds_total"] = round(time.monotonic() - begun, 1)
 
     print(write_results(results, "latency-" if args.only_latency else ""))

@@ -192,7 +192,7 @@ class ConsumerSettings:
     lake_path: str  # LAKE_PATH: local path or URI (s3a://, hdfs://)
     checkpoint_dir: str  # CHECKPOINT_DIR (holds parquet/ and postgres/): local path or URI
     partition_by: tuple[str, ...]  # LAKE_PARTITION_BY, comma-separated subset of index,date
-    trigger_interval: str  # TRIGGER_INTERVAL, e.g. "5 seconds"
+    trigger_interval: str  # TRIGGER_INTERVAL, e.g. "5 seconds": the PostgreSQL query's (and the lake's by default)
     max_offsets_per_trigger: int  # MAX_OFFSETS_PER_TRIGGER (0: no limit; default bounds driver memory)
     starting_offsets: str  # STARTING_OFFSETS: earliest | latest | JSON
     fail_on_data_loss: bool  # FAIL_ON_DATA_LOSS
@@ -201,6 +201,12 @@ class ConsumerSettings:
     min_partitions: int = 0  # KAFKA_MIN_PARTITIONS: Spark tasks per micro-batch at least (0: one per Kafka partition)
     class_archive: bool = True  # JVM_CLASS_ARCHIVE: map Spark's classes from an archive the first run writes
     class_archive_dir: Path | None = None  # JVM_CLASS_ARCHIVE_DIR (default: class-archives/ in the jar cache)
+    lake_trigger_interval: str = ""  # LAKE_TRIGGER_INTERVAL (default: TRIGGER_INTERVAL)
+
+    @property
+    def lake_trigger(self) -> str:
+        """The lake query's interval: its own when set, else the job's."""
+        return self.lake_trigger_interval or self.trigger_interval
 
     def checkpoint(self, sink: str) -> str:
         """The checkpoint location of ``sink``'s query."""
@@ -222,9 +228,7 @@ class ConsumerSettings:
         source = env_str(env, "KAFKA_SOURCE", "auto").lower()
         if source not in ("auto", "builtin", "python"):
             raise ConfigError(f"KAFKA_SOURCE={source!r}: use auto, builtin or python")
-        trigger = env_str(env, "TRIGGER_INTERVAL", "5 seconds")
-        if not re.fullmatch(r"\d+(\.\d+)?\s*(milliseconds?|seconds?|minutes?|ms|s|m)", trigger):
-            raise ConfigError(f"TRIGGER_INTERVAL={trigger!r}: use e.g. '5 seconds' or '500 milliseconds'")
+        trigger = _interval(env, "TRIGGER_INTERVAL", "5 seconds")
         return cls(
             master=env_str(env, "SPARK_MASTER", "local[2]"),
             lake_path=_location(env, "LAKE_PATH", "lake/parquet"),
@@ -239,7 +243,16 @@ class ConsumerSettings:
             min_partitions=env_int(env, "KAFKA_MIN_PARTITIONS", 0),
             class_archive=_bool(env, "JVM_CLASS_ARCHIVE", True),
             class_archive_dir=_path(env, "JVM_CLASS_ARCHIVE_DIR", "") if env.get("JVM_CLASS_ARCHIVE_DIR") else None,
+            lake_trigger_interval=_interval(env, "LAKE_TRIGGER_INTERVAL", trigger),
         )
+
+
+def _interval(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Spark processing-time interval such as '5 seconds' or '500 milliseconds'."""
+    value = env_str(env, name, default)
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(milliseconds?|seconds?|minutes?|ms|s|m)", value):
+        raise ConfigError(f"{name}={value!r}: use e.g. '5 seconds' or '500 milliseconds'")
+    return value
 
 
 @dataclass(frozen=True)

@@ -390,6 +390,7 @@ def start_queries(spark, job: JobSettings, once: bool):
 
     settings = job.consumer
     trigger = {"availableNow": True} if once else {"processingTime": settings.trigger_interval}
+    lake_trigger = {"availableNow": True} if once else {"processingTime": settings.lake_trigger}
     sink = postgres_sink(spark, job)  # before any query starts: a refused writer stops the job whole
     parquet_ticks = valid_ticks(to_ticks(kafka_records(spark, job, PARQUET_SINK)))
     writer = (
@@ -398,7 +399,7 @@ def start_queries(spark, job: JobSettings, once: bool):
         .options(**WRITE_OPTIONS)
         .option("checkpointLocation", settings.checkpoint(PARQUET_SINK))
         .outputMode("append")
-        .trigger(**trigger)
+        .trigger(**lake_trigger)
     )
     if settings.partition_by:
         writer = writer.partitionBy(*settings.partition_by)
@@ -430,7 +431,8 @@ def announce(job: JobSettings, how: str, checkpoints: str, trigger: dict) -> Non
         job.kafka.topic, settings.lake_path, ",".join(settings.partition_by) or "nothing",
         redact_url(job.postgres.url), how, checkpoints,
         "processing what is available, then exiting" if "availableNow" in trigger
-        else f"trigger every {settings.trigger_interval}",
+        else f"trigger every {settings.trigger_interval}" + (
+            f" (the lake every {settings.lake_trigger})" if settings.lake_trigger != settings.trigger_interval else ""),
     )
 
 

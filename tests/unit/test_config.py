@@ -50,6 +50,7 @@ def test_local_locations_are_absolute_paths():
     ({"FAIL_ON_DATA_LOSS": "maybe"}, "not a boolean"),
     ({"KAFKA_SOURCE": "jdbc"}, "KAFKA_SOURCE"),
     ({"TRIGGER_INTERVAL": "soon"}, "TRIGGER_INTERVAL"),
+    ({"LAKE_TRIGGER_INTERVAL": "hourly"}, "LAKE_TRIGGER_INTERVAL='hourly'"),
 ])
 def test_bad_consumer_settings(env, message):
     with pytest.raises(ConfigError, match=message):
@@ -129,3 +130,9 @@ def test_the_compacted_zone_may_not_overlap_the_raw_one(raw, compacted):
     with pytest.raises(ConfigError, match="overlap"):
         LakehouseSettings.from_env({"LAKE_PATH": raw, "LAKE_COMPACTED_PATH": compacted})
     assert LakehouseSettings.from_env({"LAKE_PATH": "/l/raw", "LAKE_COMPACTED_PATH": "/l/rawc"}).compacted_path == "/l/rawc"
+
+
+def test_the_lake_trigger_follows_the_job_unless_set():
+    assert ConsumerSettings.from_env({"TRIGGER_INTERVAL": "2 seconds"}).lake_trigger == "2 seconds"
+    both = ConsumerSettings.from_env({"TRIGGER_INTERVAL": "500 milliseconds", "LAKE_TRIGGER_INTERVAL": "30 seconds"})
+    assert (both.trigger_interval, both.lake_trigger) == ("500 milliseconds", "30 seconds")

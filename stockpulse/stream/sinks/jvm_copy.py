@@ -76,16 +76,23 @@ def csv_line(fields: tuple[Field, ...], source: dict | None = None):
     return F.concat_ws(",", *[csv_value(f, F.col(source.get(f.name, f.name))) for f in fields])
 
 
-def encoded(batch_df):
-    """The micro-batch as (dead letter?, CSV line): what ``PostgresCopy`` writes."""
+def encoding() -> tuple:
+    """The two columns of what ``PostgresCopy`` writes: (dead letter?, CSV line).
+
+    Built from column names only, so one pair serves every micro-batch: building them is ~200
+    py4j calls, ~0.1 s of the driver's time per batch (measured), a tenth of a small batch."""
     from pyspark.sql import functions as F
 
     dead = F.col(REASON_COLUMN).isNotNull()
-    return batch_df.select(
-        dead.alias("dead"),
-        F.when(dead, csv_line(DEAD_LETTER_FIELDS, {"reason": REASON_COLUMN}))
-        .otherwise(csv_line(STORED_FIELDS)).alias("line"),
-    )
+    return (dead.alias("dead"),
+            F.when(dead, csv_line(DEAD_LETTER_FIELDS, {"reason": REASON_COLUMN}))
+            .otherwise(csv_line(STORED_FIELDS)).alias("line"))
+
+
+def encoded(batch_df, columns: tuple | None = None):
+    """The micro-batch as (dead letter?, CSV line), with ``columns`` from :func:`encoding` when
+    the caller keeps them."""
+    return batch_df.select(*(columns or encoding()))
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,7 @@ class JvmCopySink:
         self.url = url
         self.retry_seconds = retry_seconds
         self._target = target
+        self._columns: tuple | None = None  # encoding(), built at the first batch
 
     def _jdbc(self) -> JdbcTarget:
         """Resolved once, at the first batch when the job did not already (a server down at start)."""
@@ -159,7 +167,9 @@ class JvmCopySink:
         jdbc = self._jdbc()
         jvm = batch_df.sparkSession._jvm
         writer = jvm.io.stockpulse.sink.PostgresCopy
-        counts = writer.write(encoded(batch_df)._jdf, jdbc.url, jdbc.user, jdbc.password,
+        if self._columns is None:
+            self._columns = encoding()
+        counts = writer.write(encoded(batch_df, self._columns)._jdf, jdbc.url, jdbc.user, jdbc.password,
                               target("ticks_raw", STORED_FIELDS), target("ticks_dead_letter", DEAD_LETTER_FIELDS),
                               _quoted(IDENTITY_COLUMNS))
         return int(counts[0]), int(counts[1])

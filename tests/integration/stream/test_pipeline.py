@@ -87,3 +87,45 @@ def test_the_python_reader_lands_every_row_once_and_a_second_run_changes_nothing
         assert len(list(archives.glob("*.jsa"))) == 1 and not list(archives.glob("*.partial"))
     assert postgres_counts(pipeline_env["DATABASE_URL"])["rows"] == 200
     assert lake_table(Path(pipeline_env["LAKE_PATH"])).num_rows == 200
+
+
+def test_the_lake_on_its_own_trigger_lags_postgres_and_catches_up_exactly(pipeline_env, tmp_path):
+    """LAKE_TRIGGER_INTERVAL apart from TRIGGER_INTERVAL (the low-latency setting): PostgreSQL
+    lands a second wave within its own trigger while the lake, on a long one, holds only the
+    first; stopped and run again, the lake catches up with every row once."""
+    import os
+    import signal
+
+    from tests.integration.stream.test_exactly_once import start_consumer, wait_until
+
+    def produce(rows: int, name: str) -> int:
+        result = run_cli(["producer/producer.py", "--csv", str(csv_slice(tmp_path / name, rows)),
+                          "--tick-interval", "0", "--no-progress"], pipeline_env)
+        assert result.returncode == 0, result.stderr
+        return produced_rows(result.stderr)
+
+    env = {**pipeline_env, "TRIGGER_INTERVAL": "1 second", "LAKE_TRIGGER_INTERVAL": "10 minutes",
+           "LAKE_PARTITION_BY": "index"}
+    url, lake, log = env["DATABASE_URL"], Path(env["LAKE_PATH"]), tmp_path / "consumer.log"
+    first = produce(100, "first.csv")
+    consumer = start_consumer(env, log)
+    try:
+        lake_rows = lambda: 0 if lake_table(lake) is None else lake_table(lake).num_rows  # noqa: E731
+        wait_until(lambda: postgres_counts(url)["rows"] == first and lake_rows() == first, 300,
+                   "the first wave in both sinks", consumer)
+        second = produce(300, "second.csv")  # the first 100 rows again, as new records, and 200 more
+        wait_until(lambda: postgres_counts(url)["rows"] == first + second, 120, "the second wave in PostgreSQL",
+                   consumer)
+        assert lake_rows() == first, "the lake's next trigger is minutes away"
+        os.killpg(consumer.pid, signal.SIGTERM)
+        consumer.wait(60)
+    finally:
+        if consumer.poll() is None:
+            os.killpg(consumer.pid, signal.SIGKILL)
+    assert "(the lake every 10 minutes)" in log.read_text()
+    restarted = run_cli(["consumer/consumer.py", "--once"], env)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    table = lake_table(lake)
+    keys = set(zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist()))
+    assert table.num_rows == len(keys) == first + second
+    assert postgres_counts(url) == {"rows": first + second, "distinct": first + second, "bad_trade_value": 0}
