@@ -4,7 +4,8 @@ both sinks per Kafka source, the job's start-up, its memory, and latency.
 Usage: python bench/bench_pipeline.py [--ticks 60000] [--large-messages 1000000] [--batch-rows 100000]
                                       [--latency-seconds 40] [--latency-rate 2000]
                                       [--latency-trigger "500 milliseconds"]
-                                      [--latency-lake-trigger "10 seconds"] [--daily-ticks 0]
+                                      [--latency-lake-trigger "10 seconds"] [--latency-warm-up 15]
+                                      [--daily-ticks 0]
 
 Everything runs on private services (an embedded PostgreSQL and an embedded Apache Kafka node on
 free ports, under one temporary directory), so a running ``make up`` is untouched. Results go to
@@ -14,7 +15,8 @@ own consume ceiling, not absolute numbers, across machines or runs. A message is
 (one index on one date); a tick is one trading date, ~3.5 messages.
 
 What is measured:
-- producer: kafka-python, acks=all, idempotent, messages/s and ticks/s for the whole replay;
+- producer: kafka-python, acks=all, idempotent, messages/s and ticks/s for the whole replay; then
+  the same ticks with confluent-kafka (``--client confluent``, the explicit faster option);
 - consume ceiling: one confluent-kafka consumer reading the large topic start to end (the ceiling
   every other figure is a share of), and the same with kafka-python;
 - end to end: ``consumer.py --once`` (both sinks, layout ``index``) on ~1M messages with the
@@ -37,8 +39,8 @@ What is measured:
 - latency: a streaming consumer (official source, ``--latency-trigger`` for PostgreSQL and
   ``--latency-lake-trigger`` for the lake) while
   the producer sends ``--latency-rate`` messages/s (ticks from 2000 on, paced); per row
-  ``landed_at - kafka_timestamp`` (Kafka send time to PostgreSQL commit), p50/p95/p99/max, the
-  warm-up tick left out;
+  ``landed_at - kafka_timestamp`` (Kafka send time to PostgreSQL commit), p50/p95/p99/max after
+  ``--latency-warm-up`` seconds of the same pace (and p99/max over every paced row beside them);
 - optionally (``--daily-ticks N``, off by default: one Parquet file per row makes it slow) the
   ``index,date`` layout with the official source.
 
@@ -83,13 +85,14 @@ SOURCES = {"official": (None, "with the official Kafka source"),
            "python": ("python", "with the project's Python Kafka source")}
 
 
-def produce(bootstrap: str, topic: str, ticks: int, interval: float = 0.0, start_date=None) -> dict:
-    producer = make_producer(bootstrap)
+def produce(bootstrap: str, topic: str, ticks: int, interval: float = 0.0, start_date=None,
+            client: str = "kafka-python") -> dict:
+    producer = make_producer(bootstrap, client=client)
     try:
         stats = replay(CSV, topic, producer, tick_interval=interval, limit=ticks, loop=True, start_date=start_date)
     finally:
         producer.close()
-    return {"ticks": stats.ticks, "rows": stats.rows, "seconds": round(stats.seconds, 3),
+    return {"client": client, "ticks": stats.ticks, "rows": stats.rows, "seconds": round(stats.seconds, 3),
             "rows_per_s": round(stats.rows / stats.seconds), "ticks_per_s": round(stats.ticks / stats.seconds)}
 
 
@@ -312,8 +315,19 @@ LATENCY_START, LATENCY_ROWS_PER_TICK = date(2000, 1, 3), 4.6
 is a steady message rate (the 1960s hold one or two indices a day)."""
 
 
-def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str, lake_trigger: str) -> dict:
-    """Kafka timestamp to PostgreSQL commit per row while the producer sends ``rate`` messages/s."""
+LATENCY_PERCENTILES = ("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l), percentile_cont(0.95) WITHIN GROUP "
+                       "(ORDER BY l), percentile_cont(0.99) WITHIN GROUP (ORDER BY l), max(l), count(*) FROM "
+                       "(SELECT extract(epoch FROM landed_at - kafka_timestamp) AS l FROM ticks_raw "
+                       "WHERE kafka_timestamp >= to_timestamp(%s)) s")
+
+
+def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str, lake_trigger: str,
+            warm_seconds: float) -> dict:
+    """Kafka timestamp to PostgreSQL commit per row while the producer sends ``rate`` messages/s.
+
+    The pace runs ``warm_seconds`` before the measured ``seconds``: the target is the steady
+    state, and the job's first batches after one warm-up tick still run cold code (JIT, batches
+    of a size it has not seen). The percentiles over every paced row are kept beside them."""
     topic, pace = "bench_latency", rate / LATENCY_ROWS_PER_TICK
     ensure_topic(bootstrap, topic, PARTITIONS)
     url = fresh_database(server, "bench_latency")
@@ -326,7 +340,9 @@ def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str, 
     try:
         warm = produce(bootstrap, topic, 1, 0)  # warm-up tick: wait until the job has landed it
         wait_for_rows(url, warm["rows"], 300)
-        sent = produce(bootstrap, topic, int(seconds * pace), interval=1 / pace, start_date=LATENCY_START)
+        paced_from = time.time()
+        sent = produce(bootstrap, topic, int((warm_seconds + seconds) * pace), interval=1 / pace,
+                       start_date=LATENCY_START)
         wait_for_rows(url, warm["rows"] + sent["rows"], 120)
     finally:
         os.killpg(consumer.pid, signal.SIGTERM)
@@ -334,24 +350,24 @@ def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str, 
         log.close()
     check_source(log_file.read_text(errors="replace"), "official")
     with connect(url) as conn:
-        p50, p95, p99, worst, n = conn.execute(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l), percentile_cont(0.95) WITHIN GROUP (ORDER BY l),"
-            " percentile_cont(0.99) WITHIN GROUP (ORDER BY l), max(l), count(*)"
-            " FROM (SELECT extract(epoch FROM landed_at - kafka_timestamp) AS l FROM ticks_raw"
-            " ORDER BY kafka_timestamp OFFSET %s) s", (warm["rows"],)).fetchone()
-    if n != sent["rows"]:
-        raise SystemExit(f"latency: sent {sent['rows']} rows after the warm-up, but PostgreSQL holds {n}")
-    return {"source": "official", "rows": n, "messages_per_s_asked": rate,
+        p50, p95, p99, worst, n = conn.execute(LATENCY_PERCENTILES, (paced_from + warm_seconds,)).fetchone()
+        _, _, whole_p99, whole_max, paced = conn.execute(LATENCY_PERCENTILES, (paced_from,)).fetchone()
+        total = count_rows(url)
+    if paced != sent["rows"] or total != warm["rows"] + sent["rows"]:
+        raise SystemExit(f"latency: sent {sent['rows']} paced rows, but PostgreSQL holds {paced} (all: {total})")
+    return {"source": "official", "rows": n, "warm_up_s": warm_seconds, "messages_per_s_asked": rate,
             "messages_per_s_sent": round(sent["rows"] / sent["seconds"]),  # the final flush included: a floor
             "trigger": trigger, "lake_trigger": lake_trigger,
             "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "p99_s": round(float(p99), 3),
-            "max_s": round(float(worst), 3)}
+            "max_s": round(float(worst), 3),
+            "with_warm_up": {"rows": paced, "p99_s": round(float(whole_p99), 3), "max_s": round(float(whole_max), 3)}}
 
 
 def add_ceiling_shares(results: dict) -> None:
     """Every rate as a share of this run's confluent-kafka consume ceiling."""
     ceiling = results["consume_ceiling"][0]["rows_per_s"]
-    results["producer"]["share_of_consume_ceiling"] = round(results["producer"]["rows_per_s"] / ceiling, 3)
+    for name in ("producer", "producer_confluent"):
+        results[name]["share_of_consume_ceiling"] = round(results[name]["rows_per_s"] / ceiling, 3)
     for reader in results["consume_ceiling"][1:]:
         reader["share_of_consume_ceiling"] = round(reader["rows_per_s"] / ceiling, 3)
     for run in results["end_to_end"]:
@@ -403,6 +419,8 @@ def throughput(args, server, bootstrap: str, work: Path, results: dict) -> None:
     logger.info("producing %d ticks", args.ticks)
     results["producer"] = produce(bootstrap, "bench_big", args.ticks)
     rows = results["producer"]["rows"]
+    ensure_topic(bootstrap, "bench_confluent", PARTITIONS)  # the faster client, an explicit option
+    results["producer_confluent"] = produce(bootstrap, "bench_confluent", args.ticks, client="confluent")
     results["end_to_end"] = []
     large = None
     if args.large_messages:
@@ -457,6 +475,8 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=40)
     parser.add_argument("--latency-rate", type=float, default=2_000, help="messages/s sent during the latency run")
     parser.add_argument("--latency-trigger", default="500 milliseconds", help="TRIGGER_INTERVAL of the latency run")
+    parser.add_argument("--latency-warm-up", type=float, default=15,
+                        help="seconds of the same pace before the measured ones (left out of the percentiles)")
     parser.add_argument("--latency-lake-trigger", default="10 seconds",
                         help="LAKE_TRIGGER_INTERVAL of the latency run (the lake off the latency path)")
     parser.add_argument("--only-latency", action="store_true", help="measure latency only (quick experiments)")
@@ -475,7 +495,7 @@ def main() -> int:
             throughput(args, server, broker.bootstrap, work, results)
         logger.info("latency at %.0f messages/s for %.0f s", args.latency_rate, args.latency_seconds)
         results["latency"] = latency(server, broker.bootstrap, work, args.latency_seconds, args.latency_rate,
-                                     args.latency_trigger, args.latency_lake_trigger)
+                                     args.latency_trigger, args.latency_lake_trigger, args.latency_warm_up)
         results["seconds_total"] = round(time.monotonic() - begun, 1)
 
     print(write_results(results, "latency-" if args.only_latency else ""))

@@ -128,7 +128,7 @@ def all_bad_file(tmp_path, rows=40):
 
 def test_a_file_with_no_valid_row_exits_2_with_rejections_counted_by_reason(tmp_path, capsys, monkeypatch, caplog):
     """A real file whose dates are dd/mm/yyyy: one summary line per reason, not one line per row."""
-    monkeypatch.setattr("stockpulse.replay.producer.make_producer", lambda _servers, _timeout=120: FakeClient())
+    monkeypatch.setattr("stockpulse.replay.producer.make_producer", lambda _servers, _timeout=120, _client="kafka-python": FakeClient())
     path = all_bad_file(tmp_path)
     assert main(["--csv", str(path), "--tick-interval", "0", "--no-progress"]) == 2
     err = capsys.readouterr().err
