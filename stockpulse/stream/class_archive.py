@@ -223,12 +223,18 @@ def report(archive: ArchivePlan | None, jvm_pid: int | None) -> None:
                        "removed; the next job that ends cleanly writes a new one", archive.path)
 
 
+def _gateway():
+    """(pyspark's py4j gateway, the JVM process it started), or Nones under spark-submit."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    return gateway, getattr(gateway, "proc", None)
+
+
 def jvm_pid() -> int | None:
     """The driver JVM's pid when this process started it: pyspark's launcher execs into java, so
     its process is the JVM (None if a wrapper script kept it from being one)."""
-    from pyspark import SparkContext
-
-    process = getattr(SparkContext._gateway, "proc", None)
+    process = _gateway()[1]
     if process is None:
         return None
     try:
@@ -270,10 +276,7 @@ def finish(archive: ArchivePlan | None, timeout: float = EXIT_TIMEOUT_SECONDS) -
     if archive is None or archive.training is None:
         return
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while it waits ends it at once
-    from pyspark import SparkContext
-
-    gateway = SparkContext._gateway
-    process = getattr(gateway, "proc", None)
+    gateway, process = _gateway()
     java = java_binary()
     if process is None or java is None:
         return
@@ -302,9 +305,7 @@ def discard(archive: ArchivePlan | None) -> None:
     (and holds the caller's output open meanwhile), and remove the file."""
     if archive is None or archive.training is None:
         return
-    from pyspark import SparkContext
-
-    process = getattr(SparkContext._gateway, "proc", None)
+    process = _gateway()[1]
     if process is not None and process.poll() is None:
         process.kill()
         try:

@@ -216,8 +216,18 @@ def with_s3a(builder, conf, settings: ConsumerSettings, local: bool):
     if not (jars and local):
         return builder, jars
     for key in ("spark.driver.extraClassPath", "spark.executor.extraClassPath"):
-        builder = builder.config(key, os.pathsep.join([*filter(None, [conf.get(key, "")]), *jars]))
+        builder = builder.config(key, extra_class_path(conf, key, jars))
     return builder, []
+
+
+def extra_class_path(conf, key: str, jars: list[str]) -> str:
+    """``key`` (an ``extraClassPath``) as the job sets it: the user's entries, then ``jars``."""
+    return os.pathsep.join([*filter(None, [conf.get(key, "")]), *jars])
+
+
+def effective_master(master: str | None, conf, settings: ConsumerSettings) -> str:
+    """The master the job runs on: ``--master``, else spark-submit's, else ``SPARK_MASTER``."""
+    return master or conf.get("spark.master", None) or settings.master
 
 
 LOOPBACK_MASTER = re.compile(r"^spark://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$")
@@ -265,13 +275,10 @@ def class_archive_plan(settings: ConsumerSettings, master: str | None = None, co
     conf = conf if conf is not None else SparkConf()
     if not settings.class_archive or jvm_running(conf):
         return None
-    class_path = [conf.get("spark.driver.extraClassPath", "")]
-    effective_master = master or conf.get("spark.master", None) or settings.master
-    if s3a_locations(settings) and on_this_machine(effective_master):
-        class_path += s3a_jars(conf)
+    local_s3a = s3a_locations(settings) and on_this_machine(effective_master(master, conf, settings))
+    class_path = extra_class_path(conf, "spark.driver.extraClassPath", s3a_jars(conf) if local_s3a else [])
     options = " ".join([with_java_options(conf.get("spark.driver.defaultJavaOptions", None)),
-                        conf.get("spark.driver.extraJavaOptions", ""), conf.get("spark.driver.memory", ""),
-                        os.pathsep.join(filter(None, class_path))])
+                        conf.get("spark.driver.extraJavaOptions", ""), conf.get("spark.driver.memory", ""), class_path])
     directory = settings.class_archive_dir or cache_root() / "class-archives"
     return class_archive.plan(directory, class_archive.java_binary(), class_archive.spark_classpath(), options)
 
@@ -295,15 +302,15 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
     builder = SparkSession.builder.appName("stockpulse-consumer")
     if master or not conf.contains("spark.master"):
         builder = builder.master(master or settings.master)
-    effective_master = master or conf.get("spark.master", None) or settings.master
-    if on_this_machine(effective_master):
+    local = on_this_machine(effective_master(master, conf, settings))
+    if local:
         # Nothing outside this machine needs the driver: its RPC, block manager and UI (4040)
         # listen on loopback only. SPARK_LOCAL_IP reaches the UI, which ignores bindAddress; a
         # remote master keeps Spark's defaults, since executors elsewhere must reach the driver.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
     if s3a_locations(settings):
-        builder, shipped = with_s3a(builder, conf, settings, on_this_machine(effective_master))
+        builder, shipped = with_s3a(builder, conf, settings, local)
         jars = [*jars, *shipped]
     if jars:
         builder = builder.config("spark.jars", ",".join([*filter(None, [conf.get("spark.jars", "")]), *jars]))

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,18 @@ from stockpulse.config import PROJECT_ROOT
 from stockpulse.stream.class_archive import ArchivePlan, java_binary, maps, promote
 from tests.conftest import run_cli
 from tests.integration.helpers import csv_slice, postgres_counts, produced_rows
+
+
+def settled(checkpoints: Path) -> bool:
+    """Both queries committed every batch they planned: a SIGTERM now meets no batch in flight
+    (rows reach PostgreSQL before their batch's ``foreachBatch`` returns)."""
+    from stockpulse.ops.checkpoints import batch_ids
+
+    for sink in ("parquet", "postgres"):
+        planned, committed = batch_ids(checkpoints / sink / "offsets"), batch_ids(checkpoints / sink / "commits")
+        if not planned or max(planned) not in committed:
+            return False
+    return True
 
 JAVA = java_binary()
 pytestmark = pytest.mark.skipif(JAVA is None, reason="no java on PATH")
@@ -63,7 +76,7 @@ def test_a_streaming_job_stopped_by_sigterm_leaves_a_whole_archive(pipeline_env,
                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while postgres_counts(env["DATABASE_URL"])["rows"] < sent:
+        while postgres_counts(env["DATABASE_URL"])["rows"] < sent or not settled(Path(env["CHECKPOINT_DIR"])):
             assert job.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         os.killpg(job.pid, signal.SIGTERM)
