@@ -75,16 +75,14 @@ class ConfluentProducer:
     """The subset of kafka-python's ``KafkaProducer`` the replay uses, on librdkafka."""
 
     def __init__(self, config: dict, connect_timeout: float = 10) -> None:
-        from confluent_kafka import KafkaException, Producer
-
-        from stockpulse.replay.producer import unreachable
+        """Raises ``confluent_kafka.KafkaException`` when no broker answers within ``connect_timeout``."""
+        from confluent_kafka import Producer
 
         self._producer = Producer({**config, "error_cb": self._client_error})
         self._unsent_polls = 0
-        try:  # librdkafka connects lazily: ask for metadata so an absent broker fails here, as kafka-python does
-            self._producer.list_topics(timeout=connect_timeout)
-        except KafkaException:
-            raise unreachable(config["bootstrap.servers"]) from None
+        # librdkafka connects lazily: metadata asked for now makes an absent broker fail at
+        # start, as kafka-python's does
+        self._producer.list_topics(timeout=connect_timeout)
 
     @staticmethod
     def _client_error(error) -> None:

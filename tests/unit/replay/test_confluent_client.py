@@ -100,8 +100,11 @@ def test_the_same_guarantees_as_the_default_client():
 
 
 def test_an_unreachable_broker_is_one_error_at_start(monkeypatch):
-    with pytest.raises(ServiceError, match="cannot reach Kafka at 127.0.0.1:9092"):
-        client(monkeypatch, reachable=False)
+    from stockpulse.replay.producer import make_producer
+
+    monkeypatch.setattr("confluent_kafka.Producer", lambda config: FakeLibrdkafka(config, reachable=False))
+    with pytest.raises(ServiceError, match="cannot reach Kafka at 127.0.0.1:9092: start it with 'make services'"):
+        make_producer("127.0.0.1:9092", client="confluent")
 
 
 def test_close_gives_up_on_what_is_still_queued(monkeypatch):
