@@ -353,6 +353,8 @@ def latency(server, bootstrap, work, seconds: float, rate: float, trigger: str, 
         p50, p95, p99, worst, n = conn.execute(LATENCY_PERCENTILES, (paced_from + warm_seconds,)).fetchone()
         _, _, whole_p99, whole_max, paced = conn.execute(LATENCY_PERCENTILES, (paced_from,)).fetchone()
         total = count_rows(url)
+    if not n:
+        raise SystemExit(f"latency: no row was sent after the {warm_seconds:.0f}-second warm-up")
     if paced != sent["rows"] or total != warm["rows"] + sent["rows"]:
         raise SystemExit(f"latency: sent {sent['rows']} paced rows, but PostgreSQL holds {paced} (all: {total})")
     return {"source": "official", "rows": n, "warm_up_s": warm_seconds, "messages_per_s_asked": rate,

@@ -113,6 +113,8 @@ def seaweedfs_server(tmp_path_factory):
 def pipeline_env(broker, topic, database_url, tmp_path):
     """Environment for running the producer and consumer as real processes against test services."""
     env = dict(os.environ)
+    for chosen_by_a_test in ("PRODUCER_CLIENT", "LAKE_TRIGGER_INTERVAL"):  # a developer's own choice stays out
+        env.pop(chosen_by_a_test, None)
     env.update({
         "KAFKA_BOOTSTRAP_SERVERS": broker,
         "KAFKA_TOPIC": topic,

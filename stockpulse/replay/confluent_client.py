@@ -15,13 +15,22 @@ guarantees: ``acks=all`` and idempotence, and the Java client's murmur2 partitio
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
+
+from stockpulse.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
 POLL_EVERY = 500
-"""Sends between two calls that let librdkafka report deliveries: a report costs nothing until
-polled, and polling on every send is a tenth of a send's cost."""
+"""Sends between two calls that let librdkafka report deliveries (and at least one a second): a
+report costs nothing until polled, and polling on every send is a tenth of a send's cost."""
+BLOCK_SECONDS = 60
+"""How long a send waits for room in librdkafka's full queue before it is an error."""
+
+
+class BrokerUnreachable(Exception):
+    """No broker answered the client's first request."""
 
 
 class DeliveryFailed(Exception):
@@ -30,8 +39,8 @@ class DeliveryFailed(Exception):
 
 class _Delivery:
     """What ``send`` returns: takes the callbacks the replay loop attaches, as kafka-python's
-    future does. Reports arrive only from :meth:`ConfluentProducer.poll`-ing calls, never while
-    the loop is still attaching them."""
+    future does. Reports arrive only while :class:`ConfluentProducer` polls, which it never does
+    between queueing a record and returning it to the loop."""
 
     __slots__ = ("on_ok", "on_error")
 
@@ -74,33 +83,55 @@ def settings(bootstrap_servers: str, delivery_ms: int, linger_ms: int) -> dict:
 class ConfluentProducer:
     """The subset of kafka-python's ``KafkaProducer`` the replay uses, on librdkafka."""
 
-    def __init__(self, config: dict, connect_timeout: float = 10) -> None:
-        """Raises ``confluent_kafka.KafkaException`` when no broker answers within ``connect_timeout``."""
-        from confluent_kafka import Producer
+    def __init__(self, config: dict, connect_timeout: float = 10, block_timeout: float = BLOCK_SECONDS) -> None:
+        """Raises :class:`BrokerUnreachable` when no broker answers within ``connect_timeout``."""
+        from confluent_kafka import KafkaException, Producer
 
+        self._fatal: str | None = None
+        self._block_timeout = block_timeout
         self._producer = Producer({**config, "error_cb": self._client_error})
-        self._unsent_polls = 0
-        # librdkafka connects lazily: metadata asked for now makes an absent broker fail at
-        # start, as kafka-python's does
-        self._producer.list_topics(timeout=connect_timeout)
+        self._sends_since_poll, self._polled_at = 0, time.monotonic()
+        try:  # librdkafka connects lazily: asking for metadata now fails an absent broker at start, as kafka-python does
+            self._producer.list_topics(timeout=connect_timeout)
+        except KafkaException as exc:
+            raise BrokerUnreachable(str(exc)) from None
 
-    @staticmethod
-    def _client_error(error) -> None:
-        """librdkafka's own errors (a broker down, retried by itself): logged, not raised."""
+    def _client_error(self, error) -> None:
+        """librdkafka's own errors: a broker down is retried by the client itself and only logged;
+        a fatal one (the idempotent producer's state lost) stops the next send."""
+        if error.fatal():
+            self._fatal = error.str()
         logger.warning("Kafka client: %s", error.str())
 
+    def _serve(self, timeout: float = 0) -> None:
+        self._producer.poll(timeout)
+        self._sends_since_poll, self._polled_at = 0, time.monotonic()
+
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None) -> _Delivery:
+        """Queue one record. Reports of earlier records are served first, every few hundred sends
+        or once a second, and never between this record's queueing and the caller attaching its
+        callbacks. A queue full for ``block_timeout`` seconds (the broker gone) is an error, as
+        kafka-python's ``max_block_ms`` makes it."""
+        from confluent_kafka import KafkaException
+
+        if self._sends_since_poll >= POLL_EVERY or time.monotonic() - self._polled_at >= 1:
+            self._serve()
+        if self._fatal:
+            raise ServiceError(f"the Kafka client stopped: {self._fatal}")
         delivery = _Delivery()
+        deadline = time.monotonic() + self._block_timeout
         while True:
             try:
                 self._producer.produce(topic, value, key, on_delivery=delivery.report)
                 break
             except BufferError:  # librdkafka's queue is full: let it send and report, then retry
-                self._producer.poll(0.05)
-        self._unsent_polls += 1
-        if self._unsent_polls >= POLL_EVERY:
-            self._unsent_polls = 0
-            self._producer.poll(0)
+                if time.monotonic() >= deadline:
+                    raise ServiceError(f"the Kafka client's queue stayed full for {self._block_timeout:.0f} s: "
+                                       "the broker takes nothing") from None
+                self._serve(0.05)
+            except KafkaException as exc:  # a record or topic the client refuses (too large, unknown topic)
+                raise ServiceError(f"the Kafka client refused a record for {topic}: {exc.args[0].str()}") from None
+        self._sends_since_poll += 1
         return delivery
 
     def flush(self, timeout: float | None = None) -> None:
@@ -108,8 +139,9 @@ class ConfluentProducer:
         self._producer.flush(-1 if timeout is None else timeout)
 
     def close(self, timeout: float = 10) -> None:
-        """Flush, then give up on what is still queued (its callbacks report the failure)."""
+        """Flush, then give up on what is still queued or in flight (its callbacks report the
+        failure), so that closing, which waits for every record, returns at once."""
         if self._producer.flush(timeout):
-            self._producer.purge()
+            self._producer.purge(in_queue=True, in_flight=True)
             self._producer.poll(0)
         self._producer.close()

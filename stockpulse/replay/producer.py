@@ -198,13 +198,11 @@ def make_producer(bootstrap_servers: str, delivery_timeout: float = 120, client:
     requires)."""
     delivery_ms = int(delivery_timeout * 1000)
     if client == "confluent":
-        from confluent_kafka import KafkaException
-
-        from stockpulse.replay.confluent_client import ConfluentProducer, settings
+        from stockpulse.replay.confluent_client import BrokerUnreachable, ConfluentProducer, settings
 
         try:
             return ConfluentProducer(settings(bootstrap_servers, delivery_ms, LINGER_MS))
-        except KafkaException:
+        except BrokerUnreachable:
             raise unreachable(bootstrap_servers) from None
     from kafka import KafkaProducer
     from kafka.errors import KafkaError

@@ -224,7 +224,8 @@ def report(archive: ArchivePlan | None, jvm_pid: int | None) -> None:
 
 
 def _gateway():
-    """(pyspark's py4j gateway, the JVM process it started), or Nones under spark-submit."""
+    """(pyspark's py4j gateway, the JVM process it started); the process is None under
+    spark-submit, and both are None before any SparkContext."""
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway
