@@ -120,11 +120,11 @@ def fill_the_picker(latest_stream_ts) -> None:
 @st.fragment(run_every=settings.refresh_seconds)
 def live(latest_n: int, picked: tuple[str, ...], picker_empty: bool, axis: time_axis.TimeAxis) -> None:
     try:
-        m = data.metrics(URL)
-        ticks = data.latest_ticks(URL, latest_n, picked)
+        snapshot = data.live(URL, latest_n, picked)
     except data.DatabaseUnavailable as exc:
         st.warning(f"{exc} — retrying every {settings.refresh_seconds} s.")
         return
+    m, ticks = snapshot.metrics, snapshot.ticks
     if picker_empty and not ticks.empty:
         fill_the_picker(m.latest_stream_ts)
     header(m)

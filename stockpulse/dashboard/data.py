@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 
-import pandas as pd
 import streamlit as st
 from sqlalchemy import create_engine
 from sqlalchemy import exc as sa_exc
@@ -104,13 +103,10 @@ def _read(url: str, query, *args):
 
 
 @st.cache_data(ttl=RESULT_TTL_SECONDS, show_spinner=False)
-def metrics(url: str) -> queries.Metrics:
-    return _read(url, queries.metrics)
-
-
-@st.cache_data(ttl=RESULT_TTL_SECONDS, show_spinner=False)
-def latest_ticks(url: str, limit: int, indices: tuple[str, ...]) -> pd.DataFrame:
-    return _read(url, queries.latest_ticks, limit, indices)
+def live(url: str, limit: int, indices: tuple[str, ...]) -> queries.Live:
+    """The header and the charts, cached together so a refresh never pairs one's old result
+    with the other's new one."""
+    return _read(url, queries.live, limit, indices)
 
 
 @st.cache_data(ttl=RESULT_TTL_SECONDS, show_spinner=False)

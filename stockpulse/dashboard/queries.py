@@ -187,6 +187,23 @@ def metrics(conn: Connection) -> Metrics:
     return Metrics(rows, estimated, recent / RATE_WINDOW_SECONDS, last_landed, latest_stream, now)
 
 
+@dataclass(frozen=True)
+class Live:
+    """The live tab's header and charts, read from one snapshot."""
+
+    metrics: Metrics
+    ticks: pd.DataFrame
+
+
+def live(conn: Connection, limit: int, indices: Sequence[str] = ()) -> Live:
+    """The header metrics and the latest ``limit`` ticks in one REPEATABLE READ transaction, so
+    the two cannot disagree: read apart, a count taken just before the first batch landed said
+    "0 rows" beside charts of that batch. Must be the connection's first statement (the isolation
+    level is set before its transaction begins)."""
+    conn.execution_options(isolation_level="REPEATABLE READ")
+    return Live(metrics(conn), latest_ticks(conn, limit, indices))
+
+
 DEAD_LETTER_COUNT = text(f"SELECT count(*) FROM (SELECT 1 FROM {DEAD_LETTER_TABLE} LIMIT :cap) AS bounded")
 ESTIMATED_DEAD_LETTERS = _estimated_count(DEAD_LETTER_TABLE)
 

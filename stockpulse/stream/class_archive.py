@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -249,9 +249,19 @@ SIGTERM_BUDGET_SECONDS = 20
 SIGKILL after 30 s (``make down``), and waiting longer would lose the check, not the data."""
 
 
-def finish_on_sigterm(archive: ArchivePlan | None) -> None:
+STOP_BUDGET_SECONDS = 5
+"""How long a SIGTERM waits for the queries to stop before the JVM is let go: with
+:data:`SIGTERM_BUDGET_SECONDS` it stays inside a supervisor's 30 s."""
+
+
+def finish_on_sigterm(archive: ArchivePlan | None, stop_job: Callable[[float], None] = lambda _budget: None) -> None:
     """While this job writes the archive, SIGTERM (``make down``, a supervisor) ends it through
     :func:`finish` and exits 143, instead of killing Python at once and leaving the file unchecked.
+
+    ``stop_job`` runs first, given :data:`STOP_BUDGET_SECONDS`: it detaches the Python listener and
+    stops the queries, so no listener event or ``foreachBatch`` call reaches a gateway that is
+    shutting down (each would print a py4j stack trace). A batch it cuts short is not committed
+    and is replayed by the next start.
 
     Only then: a job that maps an archive keeps dying on SIGTERM as before. The JVM, signalled with
     the same process group or by its standard input closing, shuts down and writes the archive.
@@ -260,6 +270,11 @@ def finish_on_sigterm(archive: ArchivePlan | None) -> None:
         return
 
     def stop(signum, _frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        try:
+            stop_job(STOP_BUDGET_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - the JVM goes either way; the batch is replayed
+            logger.warning("the queries did not stop cleanly before the JVM's shutdown: %s", exc)
         finish(archive, SIGTERM_BUDGET_SECONDS)
         raise SystemExit(128 + signum)
 

@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from stockpulse.config import PROJECT_ROOT
@@ -52,6 +53,44 @@ def ship_package(spark) -> None:
     spark.sparkContext.addPyFile(archive)
 
 
+class RunningJob:
+    """The job's session, listener and queries, filled in as they start, so that a SIGTERM while
+    the class archive is written (:func:`stockpulse.stream.class_archive.finish_on_sigterm`) can
+    stop them before the JVM goes."""
+
+    def __init__(self) -> None:
+        self.spark = None
+        self.listener = None
+        self.queries: list = []
+
+    def detach(self) -> None:
+        """Remove the Python listener: events still queued would otherwise call back into a Python
+        process that is exiting and print py4j stack traces."""
+        if self.spark is not None and self.listener is not None:
+            self.spark.streams.removeListener(self.listener)
+            self.listener = None
+
+    def stop(self, budget_seconds: float, poll_seconds: float = 0.1) -> None:
+        """Detach, let a batch in flight finish, then stop each query, all within
+        ``budget_seconds``.
+
+        Stopping a query cancels its running Spark job, and the cancelled lake write and JDBC COPY
+        each print stack traces (the batch is not committed: the next start replays it). So the
+        queries are stopped at a moment when no trigger is active, if one comes within half the
+        budget; a job with a backlog runs batches back to back and may not offer one.
+        """
+        self.detach()
+        if self.spark is None or not self.queries:
+            return
+        deadline = time.monotonic() + budget_seconds / 2
+        while time.monotonic() < deadline and any(q.isActive and q.status["isTriggerActive"] for q in self.queries):
+            time.sleep(poll_seconds)
+        each_ms = max(1000, int(budget_seconds * 1000 / 2 / len(self.queries)))
+        self.spark.conf.set("spark.sql.streaming.stopTimeout", str(each_ms))
+        for query in self.queries:
+            query.stop()
+
+
 def discard(archive) -> None:
     """Drop the class archive a failed job's JVM would write as it exits (:mod:`class_archive`)."""
     if archive is not None:
@@ -79,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     # PYTHONPATH must be set before the JVM starts so local workers inherit it.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     archive = None  # the JVM class archive this start maps or writes
+    running = RunningJob()
     try:
         from stockpulse.config import StackSettings
         from stockpulse.db import apply_init_sql
@@ -101,12 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         jars = [*connector_jars(job.consumer.kafka_source), *postgres_writer_jars(job.postgres.writer)]
         archive = class_archive_plan(job.consumer, args.master)
         spark = build_session(job.consumer, args.master, jars, archive.java_options if archive else ())
+        running.spark = spark
         report(archive, jvm_pid())
-        finish_on_sigterm(archive)
+        finish_on_sigterm(archive, running.stop)
         ship_package(spark)
-        listener = heartbeat_listener(heartbeat)
-        spark.streams.addListener(listener)
-        queries = start_queries(spark, job, once=args.once)
+        running.listener = heartbeat_listener(heartbeat)
+        spark.streams.addListener(running.listener)
+        queries = running.queries = start_queries(spark, job, once=args.once)
         heartbeat.expect(queries)
     except StockPulseError as exc:
         print(f"consumer: error: {exc}", file=sys.stderr)
@@ -134,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.progress_file:
         progress = {q.name: [json.loads(p.json) for p in q.recentProgress] for q in queries}
         args.progress_file.write_text(json.dumps(progress, indent=1, default=str))
-    # Detach the Python listener before the JVM goes: events still queued would otherwise call
-    # back into a Python process that is exiting and print Py4J stack traces after a clean run.
-    spark.streams.removeListener(listener)
+    running.detach()
     spark.stop()
     finish(archive)
     return 0

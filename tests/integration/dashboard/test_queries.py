@@ -8,6 +8,7 @@ rows and ANALYZE, so the planner would happily scan the table if the statements 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
@@ -142,6 +143,28 @@ def test_metrics_of_an_empty_table(read):
     assert (m.rows, m.ticks_per_second, m.last_landed_at, m.latest_stream_ts) == (0, 0.0, None, None)
     assert m.seconds_since_last_tick is None
     assert queries.latest_ticks(read, 500).empty
+
+
+def test_the_header_and_the_charts_come_from_one_snapshot(read, seeded, database_url, monkeypatch):
+    """A batch that lands between the count and the charts' read shows in neither: the page
+    never says "0 rows" (or any stale count) beside charts of rows it did not count."""
+    late_ts = max(t.stream_ts for t in seeded) + timedelta(seconds=1)
+    real_latest_ticks = queries.latest_ticks
+
+    def a_batch_lands_first(conn, limit, indices=()):
+        with psycopg.connect(database_url, autocommit=True) as writer:
+            writer.execute(
+                "INSERT INTO ticks_raw (stream_ts, date, index, close, volume, trade_value, kafka_topic, "
+                "kafka_partition, kafka_offset, kafka_timestamp) "
+                "VALUES (%s, current_date, 'HSI', 1, 1, 1, 'late', 0, 0, %s)", (late_ts, late_ts))
+        return real_latest_ticks(conn, limit, indices)
+
+    monkeypatch.setattr(queries, "latest_ticks", a_batch_lands_first)
+    snapshot = queries.live(read, 500)
+    assert snapshot.metrics.rows == len(seeded) == len(snapshot.ticks)
+    assert late_ts not in set(snapshot.ticks["stream_ts"]) and snapshot.metrics.latest_stream_ts < late_ts
+    read.rollback()
+    assert queries.metrics(read).rows == len(seeded) + 1  # the batch did land; the next refresh shows it
 
 
 @pytest.mark.parametrize("statement", [

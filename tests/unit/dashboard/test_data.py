@@ -37,7 +37,7 @@ def test_a_pool_timeout_is_one_line_not_a_traceback(engine_raising):
     engine_raising(sa_exc.TimeoutError(
         "QueuePool limit of size 2 overflow 2 reached, connection timed out, timeout 5.00", code="3o7r"))
     with pytest.raises(data.DatabaseUnavailable) as caught:
-        data.metrics(URL)
+        data.live(URL, 10, ())
     message = str(caught.value)
     assert message == ("cannot read PostgreSQL at postgresql://viewer:***@db.example:5432/stocks: "
                        "QueuePool limit of size 2 overflow 2 reached, connection timed out, timeout 5.00")
@@ -51,7 +51,7 @@ def test_a_pool_timeout_is_one_line_not_a_traceback(engine_raising):
 def test_every_sqlalchemy_error_becomes_database_unavailable(engine_raising, error):
     engine_raising(error)
     with pytest.raises(data.DatabaseUnavailable) as caught:
-        data.latest_ticks(URL, 10, ())
+        data.live(URL, 10, ())
     assert "\n" not in str(caught.value) and "hunter2" not in str(caught.value)
 
 

@@ -136,3 +136,34 @@ def test_a_symlinked_archive_directory_is_seen_as_mapped(tmp_path):
         patch.setattr(Path, "read_text", lambda self, *a, **k: original(maps_file) if str(self).startswith("/proc/")
                       else original(self, *a, **k))
         assert class_archive.mapped(1, tmp_path / "link" / "k.jsa") is True
+
+
+def test_a_sigterm_stops_the_queries_before_the_jvm_goes_then_exits_143(tmp_path, monkeypatch, caplog):
+    """The order matters: a listener event or a ``foreachBatch`` call reaching a gateway that is
+    shutting down prints py4j stack traces; and a job that cannot stop its queries still lets the
+    JVM write the archive."""
+    import signal
+
+    calls = []
+    monkeypatch.setattr(class_archive, "finish", lambda archive, timeout: calls.append(("finish", timeout)))
+    archive = ArchivePlan(tmp_path / "k.jsa", training=tmp_path / "k.jsa.partial")
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        for failing in (False, True):
+            def stop_job(budget, failing=failing):
+                calls.append(("stop", budget))
+                if failing:
+                    raise RuntimeError("py4j: connection refused")
+
+            calls.clear()
+            class_archive.finish_on_sigterm(archive, stop_job)
+            handler = signal.getsignal(signal.SIGTERM)
+            with pytest.raises(SystemExit) as ended:
+                handler(signal.SIGTERM, None)
+            assert ended.value.code == 143
+            assert calls == [("stop", class_archive.STOP_BUDGET_SECONDS),
+                             ("finish", class_archive.SIGTERM_BUDGET_SECONDS)]
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # a second SIGTERM ends it at once
+        assert "did not stop cleanly" in caplog.text and "connection refused" in caplog.text
+    finally:
+        signal.signal(signal.SIGTERM, previous)

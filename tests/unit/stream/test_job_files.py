@@ -65,3 +65,41 @@ def test_a_failed_query_is_summed_up_by_the_error_our_code_raised():
         "KafkaSourceError: topic t was deleted and created again. Set FAIL_ON_DATA_LOSS=false")
     assert failure_summary("[STREAM_FAILED] something broke\n\tat org.apache.X") == "[STREAM_FAILED] something broke"
     assert failure_summary("") == "unknown error"
+
+
+def test_a_running_job_detaches_its_listener_then_stops_each_query_within_the_budget():
+    from stockpulse.stream.cli import RunningJob
+
+    calls = []
+    streams = SimpleNamespace(removeListener=lambda listener: calls.append(("detach", listener)))
+    conf = SimpleNamespace(set=lambda key, value: calls.append(("conf", key, value)))
+    busy = {"parquet": [True, True, False], "postgres": [True, False]}  # isTriggerActive, poll by poll
+
+    class Query:
+        def __init__(self, name):
+            self.name, self.isActive = name, True
+
+        @property
+        def status(self):
+            flags = busy[self.name]
+            return {"isTriggerActive": flags.pop(0) if len(flags) > 1 else flags[0]}
+
+        def stop(self):
+            calls.append(("stop", self.name, busy[self.name]))
+
+    running = RunningJob()
+    running.stop(5)  # before the session exists: nothing to do
+    assert calls == []
+    running.spark = SimpleNamespace(streams=streams, conf=conf)
+    running.listener = "heartbeat"
+    running.queries = [Query("parquet"), Query("postgres")]
+    running.stop(5, poll_seconds=0)
+    assert calls == [("detach", "heartbeat"), ("conf", "spark.sql.streaming.stopTimeout", "1250"),
+                     ("stop", "parquet", [False]), ("stop", "postgres", [False])]  # stopped once both idled
+    calls.clear()
+    busy.update(parquet=[True], postgres=[True])  # back to back batches: stopped anyway, in budget
+    running.stop(0.2, poll_seconds=0.01)
+    assert [c[:2] for c in calls] == [("conf", "spark.sql.streaming.stopTimeout"), ("stop", "parquet"),
+                                      ("stop", "postgres")]
+    running.detach()  # the normal end detaches again: once was enough
+    assert [c for c in calls if c[0] == "detach"] == []
