@@ -208,6 +208,10 @@ class ConsumerSettings:
         """The lake query's interval: its own when set, else the job's."""
         return self.lake_trigger_interval or self.trigger_interval
 
+    def trigger_of(self, sink: str) -> str:
+        """The processing-time interval of ``sink``'s query."""
+        return self.lake_trigger if sink == PARQUET_SINK else self.trigger_interval
+
     def checkpoint(self, sink: str) -> str:
         """The checkpoint location of ``sink``'s query."""
         return child(self.checkpoint_dir, sink)
@@ -247,10 +251,24 @@ class ConsumerSettings:
         )
 
 
+_INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*(milliseconds?|seconds?|minutes?|ms|s|m)")
+_UNIT_SECONDS = {"ms": 0.001, "millisecond": 0.001, "s": 1.0, "second": 1.0, "m": 60.0, "minute": 60.0}
+
+
+def interval_seconds(value: str) -> float:
+    """A processing-time interval that :func:`_interval` accepted, in seconds ('5s' and '5 seconds'
+    are the same interval)."""
+    matched = _INTERVAL.fullmatch(value.strip())
+    if matched is None:
+        raise ValueError(f"not a processing-time interval: {value!r}")
+    number, unit = matched.groups()
+    return float(number) * _UNIT_SECONDS[unit.rstrip("s") if len(unit) > 2 else unit]
+
+
 def _interval(env: Mapping[str, str], name: str, default: str) -> str:
     """A Spark processing-time interval such as '5 seconds' or '500 milliseconds'."""
     value = env_str(env, name, default)
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(milliseconds?|seconds?|minutes?|ms|s|m)", value):
+    if not _INTERVAL.fullmatch(value):
         raise ConfigError(f"{name}={value!r}: use e.g. '5 seconds' or '500 milliseconds'")
     return value
 

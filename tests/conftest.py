@@ -23,6 +23,19 @@ sys.path.insert(0, str(ROOT))
 from stockpulse.ops.services.processes import free_port  # noqa: E402
 
 ARTIFACTS = ROOT / "test-artifacts"
+LOW_DISK_GIB = 8
+"""Below this much free space the suite fails in ways that do not name the disk: SeaweedFS turns
+its volumes read-only and the S3 lake tests wait out their timeouts, class archives go missing."""
+
+
+def pytest_report_header(config) -> str:
+    """Free space where the services write, first in the output, so a full disk is seen first."""
+    where = tempfile.gettempdir()
+    free = shutil.disk_usage(where).free / 1024**3
+    line = f"free disk in {where}: {free:.1f} GiB"
+    if free < LOW_DISK_GIB:
+        line += f" -- LOW: the suite writes several GiB there (under {LOW_DISK_GIB} GiB, expect S3 and Spark failures)"
+    return line
 
 
 @pytest.fixture(scope="session")

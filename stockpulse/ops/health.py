@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stockpulse.config import StackSettings
+from stockpulse.config import StackSettings, interval_seconds
 from stockpulse.stream.job_files import read_heartbeat
 from stockpulse.ops import checkpoints, supervisor
 
@@ -36,6 +36,7 @@ class Observation:
     # query name -> its latest progress/idle event (None: none yet), as the running job wrote it;
     # None when the running job wrote no heartbeat (yet)
     heartbeat: dict[str, float | None] | None = None
+    triggers: dict[str, float] = field(default_factory=dict)  # sink -> its query's trigger interval, seconds
 
     def total_lag(self) -> int:
         """The worst sink's lag: the job is only as far as its slowest query."""
@@ -56,6 +57,7 @@ def observe(s: StackSettings, checkpoint_dir: Path, paths: supervisor.ConsumerPa
         lag={p.sink: checkpoints.partition_lag(marks, p.committed) for p in progress},
         committed_at={p.sink: p.committed_at for p in progress},
         heartbeat=read_heartbeat(paths.job.heartbeat, pid),
+        triggers={p.sink: interval_seconds(s.consumer.trigger_of(p.sink)) for p in progress},
     )
 
 
@@ -73,16 +75,28 @@ class Stall:
                 f"while {self.lag} records wait")
 
 
+STALL_TRIGGERS = 3
+"""A sink is given at least this many of its own trigger intervals to commit: a lake on a
+10-minute trigger (LAKE_TRIGGER_INTERVAL) is quiet for minutes by design, and restarting it for
+that would only repeat its work."""
+
+
+def stall_threshold(obs: Observation, sink: str, stall_after: float) -> float:
+    """How long ``sink`` may go without a commit: ``stall_after``, or more for a slow trigger."""
+    return max(stall_after, STALL_TRIGGERS * obs.triggers.get(sink, 0.0))
+
+
 def stalls(obs: Observation, stall_after: float) -> list[Stall]:
-    """Every lagging sink whose own latest commit (or the job's start, if later) is older than
-    ``stall_after``. Each sink is its own query: one that keeps committing says nothing about
-    the other. A sink with nothing to read makes no batches, so its silence is no stall."""
+    """Every lagging sink whose own latest commit (or the job's start, if later) is older than its
+    :func:`stall_threshold`. Each sink is its own query: one that keeps committing says nothing
+    about the other. A sink with nothing to read makes no batches, so its silence is no stall."""
     found = []
     for sink, parts in obs.lag.items():
         lag = sum(parts.values())
         moments = [t for t in (obs.committed_at.get(sink), obs.started_at) if t is not None]
-        if lag > 0 and moments and obs.observed_at - max(moments) > stall_after:
-            found.append(Stall(sink, lag, obs.observed_at - max(moments), stall_after))
+        threshold = stall_threshold(obs, sink, stall_after)
+        if lag > 0 and moments and obs.observed_at - max(moments) > threshold:
+            found.append(Stall(sink, lag, obs.observed_at - max(moments), threshold))
     return found
 
 

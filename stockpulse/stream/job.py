@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from stockpulse.config import (
-    PARQUET_SINK, POSTGRES_SINK, ConsumerSettings, KafkaSettings, PostgresSettings, StackSettings, query_name,
-    redact_url,
+    PARQUET_SINK, POSTGRES_SINK, ConsumerSettings, KafkaSettings, PostgresSettings, StackSettings, interval_seconds,
+    query_name, redact_url,
 )
 
 logger = logging.getLogger(__name__)
@@ -439,7 +439,8 @@ def announce(job: JobSettings, how: str, checkpoints: str, trigger: dict) -> Non
         redact_url(job.postgres.url), how, checkpoints,
         "processing what is available, then exiting" if "availableNow" in trigger
         else f"trigger every {settings.trigger_interval}" + (
-            f" (the lake every {settings.lake_trigger})" if settings.lake_trigger != settings.trigger_interval else ""),
+            f" (the lake every {settings.lake_trigger})"
+            if interval_seconds(settings.lake_trigger) != interval_seconds(settings.trigger_interval) else ""),
     )
 
 

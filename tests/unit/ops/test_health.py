@@ -52,6 +52,28 @@ def test_stalled_consumer_with_waiting_records_is_unhealthy():
     assert assess(obs(lag=50, committed_at=NOW - 60), "supervise", None, 180).state == HEALTHY
 
 
+def test_a_sink_on_a_slow_trigger_gets_three_of_its_intervals_before_it_counts_as_stalled():
+    """LAKE_TRIGGER_INTERVAL=10 minutes: the lake is quiet for minutes by design; the PostgreSQL
+    query on its 5 s trigger keeps the DAG's 180 s."""
+    slow_lake = Observation(7, NOW - 3600, {"parquet": {0: 500}, "postgres": {0: 500}},
+                            {"parquet": NOW - 1500, "postgres": NOW - 200}, NOW, triggers={"parquet": 600.0,
+                                                                                        "postgres": 5.0})
+    found = health.stalls(slow_lake, 180)
+    assert [(s.sink, s.threshold) for s in found] == [("postgres", 180)]  # the lake: 1,500 s < 3 x 600 s
+    late = Observation(7, NOW - 3600, {"parquet": {0: 500}}, {"parquet": NOW - 1900}, NOW, triggers={"parquet": 600.0})
+    assert str(health.stalls(late, 180)[0]) == ("parquet: committed nothing for 1900 s (threshold 1800 s) "
+                                                "while 500 records wait")
+
+
+def test_each_sink_is_observed_with_its_own_trigger(tmp_path):
+    from stockpulse.config import ConsumerSettings, interval_seconds
+
+    settings = ConsumerSettings.from_env({"TRIGGER_INTERVAL": "500ms", "LAKE_TRIGGER_INTERVAL": "10 minutes"})
+    assert [interval_seconds(settings.trigger_of(sink)) for sink in ("parquet", "postgres")] == [600.0, 0.5]
+    same = ConsumerSettings.from_env({"TRIGGER_INTERVAL": "5s"})
+    assert interval_seconds(same.trigger_of("parquet")) == interval_seconds("5 seconds") == 5.0
+
+
 def test_catch_up_leaves_no_consumer_running_and_that_is_fine():
     assert assess(obs(pid=None, lag=3), "catch_up", None, 180).state == HEALTHY
 
