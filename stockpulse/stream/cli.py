@@ -41,13 +41,40 @@ def failure_summary(message: str) -> str:
     return lines[0]
 
 
+PACKAGE_STAGING_PREFIX = "stockpulse-pyfiles-"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphaned_packages(directory: Path) -> list[Path]:
+    """Remove the package zips of jobs that are gone. A job stopped by SIGTERM or SIGKILL (``make
+    down``, a supervisor's restart) never runs its ``atexit``, and left one directory per stop.
+    Each is named after its job's pid; those of running jobs are kept, and so are names without one."""
+    removed = []
+    for staging in directory.glob(f"{PACKAGE_STAGING_PREFIX}*-*"):
+        pid = staging.name[len(PACKAGE_STAGING_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
+
+
 def ship_package(spark) -> None:
     """Make ``stockpulse`` importable in every Python worker, local or on a cluster.
 
     Local workers inherit PYTHONPATH (set in :func:`main`); cluster executors get a zip through
-    ``addPyFile``.
+    ``addPyFile``, which serves it from where it is for the job's whole life.
     """
-    staging = Path(tempfile.mkdtemp(prefix="stockpulse-pyfiles-"))
+    remove_orphaned_packages(Path(tempfile.gettempdir()))
+    staging = Path(tempfile.mkdtemp(prefix=f"{PACKAGE_STAGING_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
     archive = shutil.make_archive(str(staging / "stockpulse"), "zip", root_dir=PROJECT_ROOT, base_dir="stockpulse")
     spark.sparkContext.addPyFile(archive)

@@ -103,3 +103,17 @@ def test_a_running_job_detaches_its_listener_then_stops_each_query_within_the_bu
                                       ("stop", "postgres")]
     running.detach()  # the normal end detaches again: once was enough
     assert [c for c in calls if c[0] == "detach"] == []
+
+
+def test_the_package_zips_of_jobs_that_are_gone_are_removed(tmp_path):
+    from stockpulse.stream.cli import remove_orphaned_packages
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for name in (f"stockpulse-pyfiles-{gone.pid}-abc", f"stockpulse-pyfiles-{os.getpid()}-def",
+                 "stockpulse-pyfiles-k2j3h4"):  # a dead job's, this running one's, an older unnamed one
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "stockpulse.zip").write_bytes(b"zip")
+    assert remove_orphaned_packages(tmp_path) == [tmp_path / f"stockpulse-pyfiles-{gone.pid}-abc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"stockpulse-pyfiles-{os.getpid()}-def",
+                                                         "stockpulse-pyfiles-k2j3h4"]
