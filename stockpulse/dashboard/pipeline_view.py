@@ -52,6 +52,8 @@ def show(settings: DashboardSettings, read_progress: ProgressReader, lag_of: Lag
     # refreshes of a fragment may linger, faded, for a moment
     parquet.caption(lake.note or f"last batch committed "
                                  f"{formatting.moment(datetime.fromtimestamp(lake.committed_at, timezone.utc))} UTC")
+    # the worst sink is often the lake between its triggers (LAKE_TRIGGER_INTERVAL): say whose it is
+    behind.caption("–" if lag.unknown else " · ".join(f"{sink} {n:,}" for sink, n in lag.by_sink().items()))
 
     st.subheader("Consumer lag per partition")
     if lag.unknown:

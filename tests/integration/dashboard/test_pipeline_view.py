@@ -101,6 +101,7 @@ def test_lag_per_partition_from_real_checkpoints_and_a_real_broker(page_env, dat
 
     at = run_page(VIEW)
     assert metrics(at)["Consumer lag (records)"] == "7"
+    assert "parquet 7 · postgres 2" in [c.value for c in at.caption]  # whose lag the metric is
     lag = table(at, "sink")
     assert lag.values.tolist() == [
         ["parquet", 0, "–", 5, 5], ["parquet", 1, "–", 2, 2], ["parquet", 2, "–", 0, 0],
