@@ -251,25 +251,30 @@ class ConsumerSettings:
         )
 
 
-_INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*(milliseconds?|seconds?|minutes?|ms|s|m)")
-_UNIT_SECONDS = {"ms": 0.001, "millisecond": 0.001, "s": 1.0, "second": 1.0, "m": 60.0, "minute": 60.0}
+_INTERVAL = re.compile(r"(\d+)\s+(millisecond|minute)s?|(\d+(?:\.\d+)?)\s+seconds?", re.IGNORECASE)
+"""What Spark's trigger takes (checked against pyspark 4.2): a space before a whole unit word, and
+a fraction on seconds only; '5s', '500ms', '5 s' and '1.5 minutes' are refused when the query
+starts."""
+_UNIT_SECONDS = {"millisecond": 0.001, "minute": 60.0}
 
 
 def interval_seconds(value: str) -> float:
-    """A processing-time interval that :func:`_interval` accepted, in seconds ('5s' and '5 seconds'
-    are the same interval)."""
+    """A processing-time interval that :func:`_interval` accepted, in seconds ('5 seconds' and
+    '5000 milliseconds' are the same interval)."""
     matched = _INTERVAL.fullmatch(value.strip())
     if matched is None:
         raise ValueError(f"not a processing-time interval: {value!r}")
-    number, unit = matched.groups()
-    return float(number) * _UNIT_SECONDS[unit.rstrip("s") if len(unit) > 2 else unit]
+    whole, unit, seconds = matched.groups()
+    return float(seconds) if seconds is not None else int(whole) * _UNIT_SECONDS[unit.lower()]
 
 
 def _interval(env: Mapping[str, str], name: str, default: str) -> str:
-    """A Spark processing-time interval such as '5 seconds' or '500 milliseconds'."""
+    """A Spark processing-time interval such as '5 seconds' or '500 milliseconds', checked here so
+    a typo is a config error at once, not a failed query after the JVM started."""
     value = env_str(env, name, default)
     if not _INTERVAL.fullmatch(value):
-        raise ConfigError(f"{name}={value!r}: use e.g. '5 seconds' or '500 milliseconds'")
+        raise ConfigError(f"{name}={value!r}: use a number and a unit, e.g. '5 seconds', '500 milliseconds' "
+                          "or '10 minutes'")
     return value
 
 

@@ -187,7 +187,7 @@ def metrics(conn: Connection) -> Metrics:
     return Metrics(rows, estimated, recent / RATE_WINDOW_SECONDS, last_landed, latest_stream, now)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a DataFrame has no plain equality
 class Live:
     """The live tab's header and charts, read from one snapshot."""
 

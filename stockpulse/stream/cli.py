@@ -42,6 +42,7 @@ def failure_summary(message: str) -> str:
 
 
 PACKAGE_STAGING_PREFIX = "stockpulse-pyfiles-"
+_STAGING_PID = re.compile(re.escape(PACKAGE_STAGING_PREFIX) + r"([0-9]{1,9})-[a-z0-9_]+")
 
 
 def _running(pid: int) -> bool:
@@ -60,8 +61,8 @@ def remove_orphaned_packages(directory: Path) -> list[Path]:
     Each is named after its job's pid; those of running jobs are kept, and so are names without one."""
     removed = []
     for staging in directory.glob(f"{PACKAGE_STAGING_PREFIX}*-*"):
-        pid = staging.name[len(PACKAGE_STAGING_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        pid = _STAGING_PID.fullmatch(staging.name)
+        if pid and staging.is_dir() and not _running(int(pid.group(1))):
             shutil.rmtree(staging, ignore_errors=True)
             removed.append(staging)
     return removed
@@ -98,24 +99,38 @@ class RunningJob:
             self.listener = None
 
     def stop(self, budget_seconds: float, poll_seconds: float = 0.1) -> None:
-        """Detach, let a batch in flight finish, then stop each query, all within
-        ``budget_seconds``.
+        """Detach, let a batch in flight finish, stop each query, then let the listener's last
+        event finish, in about ``budget_seconds``.
 
         Stopping a query cancels its running Spark job, and the cancelled lake write and JDBC COPY
         each print stack traces (the batch is not committed: the next start replays it). So the
-        queries are stopped at a moment when no trigger is active, if one comes within half the
-        budget; a job with a backlog runs batches back to back and may not offer one.
+        queries are stopped at a moment when no trigger is active, if one comes within 40% of the
+        budget; a job with a backlog runs batches back to back and may not offer one. Detaching
+        stops new events, not one the listener is handling: pyspark converts each event with
+        dozens of py4j calls, which fail with stack traces if the gateway closes meanwhile.
         """
         self.detach()
-        if self.spark is None or not self.queries:
+        if self.spark is None:
             return
-        deadline = time.monotonic() + budget_seconds / 2
-        while time.monotonic() < deadline and any(q.isActive and q.status["isTriggerActive"] for q in self.queries):
-            time.sleep(poll_seconds)
-        each_ms = max(1000, int(budget_seconds * 1000 / 2 / len(self.queries)))
+        if self.queries:
+            deadline = time.monotonic() + budget_seconds * 0.4
+            while time.monotonic() < deadline and any(q.isActive and q.status["isTriggerActive"]
+                                                      for q in self.queries):
+                time.sleep(poll_seconds)
+            self._stop_queries(max(1000, int(budget_seconds * 1000 * 0.4 / len(self.queries))))
+        try:
+            self.spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(int(budget_seconds * 1000 * 0.2))
+        except Exception:  # noqa: BLE001 - a TimeoutException: the JVM goes anyway
+            logger.debug("listener bus not empty", exc_info=True)
+
+    def _stop_queries(self, each_ms: int) -> None:
         self.spark.conf.set("spark.sql.streaming.stopTimeout", str(each_ms))
-        for query in self.queries:
-            query.stop()
+        for query in self.queries:  # one that does not stop in time must not keep the other running
+            try:
+                query.stop()
+            except Exception as exc:  # noqa: BLE001 - Spark's TimeoutException: the JVM's exit ends it
+                logger.warning("query %s did not stop within %.1f s: %s", query.name, each_ms / 1000,
+                               str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
 def discard(archive) -> None:

@@ -5,7 +5,7 @@ import pytest
 from pathlib import Path
 
 from stockpulse.config import (
-    PROJECT_ROOT, ConsumerSettings, KafkaSettings, PostgresSettings, child, local_path, redact_url,
+    PROJECT_ROOT, ConsumerSettings, KafkaSettings, PostgresSettings, child, interval_seconds, local_path, redact_url,
 )
 from stockpulse.errors import ConfigError
 
@@ -136,3 +136,19 @@ def test_the_lake_trigger_follows_the_job_unless_set():
     assert ConsumerSettings.from_env({"TRIGGER_INTERVAL": "2 seconds"}).lake_trigger == "2 seconds"
     both = ConsumerSettings.from_env({"TRIGGER_INTERVAL": "500 milliseconds", "LAKE_TRIGGER_INTERVAL": "30 seconds"})
     assert (both.trigger_interval, both.lake_trigger) == ("500 milliseconds", "30 seconds")
+
+
+@pytest.mark.parametrize("value", ["5s", "500ms", "500 ms", "5 s", "10m", "1.5 minutes", "0.5 milliseconds", "1 hour"])
+def test_an_interval_spark_would_refuse_is_a_config_error(value):
+    """Spark's trigger wants a whole unit word after a space, and a fraction on seconds only
+    (checked against pyspark 4.2): '5s' used to pass here and fail the job after its JVM started."""
+    with pytest.raises(ConfigError, match=f"TRIGGER_INTERVAL='{value}': use a number and a unit"):
+        ConsumerSettings.from_env({"TRIGGER_INTERVAL": value})
+
+
+@pytest.mark.parametrize("value, seconds", [("5 seconds", 5.0), ("1 second", 1.0), ("0.5 seconds", 0.5),
+                                            ("500 milliseconds", 0.5), ("1 millisecond", 0.001),
+                                            ("10 minutes", 600.0), ("2 Minute", 120.0)])
+def test_an_interval_spark_takes_is_read_in_seconds(value, seconds):
+    assert ConsumerSettings.from_env({"TRIGGER_INTERVAL": value}).trigger_interval == value
+    assert interval_seconds(value) == seconds

@@ -68,10 +68,10 @@ def test_a_sink_on_a_slow_trigger_gets_three_of_its_intervals_before_it_counts_a
 def test_each_sink_is_observed_with_its_own_trigger(tmp_path):
     from stockpulse.config import ConsumerSettings, interval_seconds
 
-    settings = ConsumerSettings.from_env({"TRIGGER_INTERVAL": "500ms", "LAKE_TRIGGER_INTERVAL": "10 minutes"})
+    settings = ConsumerSettings.from_env({"TRIGGER_INTERVAL": "500 milliseconds", "LAKE_TRIGGER_INTERVAL": "10 minutes"})
     assert [interval_seconds(settings.trigger_of(sink)) for sink in ("parquet", "postgres")] == [600.0, 0.5]
-    same = ConsumerSettings.from_env({"TRIGGER_INTERVAL": "5s"})
-    assert interval_seconds(same.trigger_of("parquet")) == interval_seconds("5 seconds") == 5.0
+    same = ConsumerSettings.from_env({"TRIGGER_INTERVAL": "5 Seconds"})
+    assert interval_seconds(same.trigger_of("parquet")) == interval_seconds("5000 milliseconds") == 5.0
 
 
 def test_catch_up_leaves_no_consumer_running_and_that_is_fine():

@@ -90,17 +90,25 @@ def test_a_running_job_detaches_its_listener_then_stops_each_query_within_the_bu
     running = RunningJob()
     running.stop(5)  # before the session exists: nothing to do
     assert calls == []
-    running.spark = SimpleNamespace(streams=streams, conf=conf)
+    bus = SimpleNamespace(waitUntilEmpty=lambda ms: calls.append(("listener bus emptied", ms)))
+    context = SimpleNamespace(_jsc=SimpleNamespace(sc=lambda: SimpleNamespace(listenerBus=lambda: bus)))
+    running.spark = SimpleNamespace(streams=streams, conf=conf, sparkContext=context)
     running.listener = "heartbeat"
     running.queries = [Query("parquet"), Query("postgres")]
-    running.stop(5, poll_seconds=0)
-    assert calls == [("detach", "heartbeat"), ("conf", "spark.sql.streaming.stopTimeout", "1250"),
-                     ("stop", "parquet", [False]), ("stop", "postgres", [False])]  # stopped once both idled
+    running.stop(10, poll_seconds=0)
+    assert calls == [("detach", "heartbeat"), ("conf", "spark.sql.streaming.stopTimeout", "2000"),
+                     ("stop", "parquet", [False]), ("stop", "postgres", [False]),  # stopped once both idled
+                     ("listener bus emptied", 2000)]  # the event the listener was handling, finished
     calls.clear()
     busy.update(parquet=[True], postgres=[True])  # back to back batches: stopped anyway, in budget
     running.stop(0.2, poll_seconds=0.01)
     assert [c[:2] for c in calls] == [("conf", "spark.sql.streaming.stopTimeout"), ("stop", "parquet"),
-                                      ("stop", "postgres")]
+                                      ("stop", "postgres"), ("listener bus emptied", 40)]
+    calls.clear()
+    running.queries[0].stop = lambda: (_ for _ in ()).throw(TimeoutError("Stream Execution thread failed to stop"))
+    running.stop(0.2, poll_seconds=0.01)  # one that times out does not keep the other running
+    assert [c[:2] for c in calls] == [("conf", "spark.sql.streaming.stopTimeout"), ("stop", "postgres"),
+                                      ("listener bus emptied", 40)]
     running.detach()  # the normal end detaches again: once was enough
     assert [c for c in calls if c[0] == "detach"] == []
 
@@ -110,10 +118,12 @@ def test_the_package_zips_of_jobs_that_are_gone_are_removed(tmp_path):
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    for name in (f"stockpulse-pyfiles-{gone.pid}-abc", f"stockpulse-pyfiles-{os.getpid()}-def",
-                 "stockpulse-pyfiles-k2j3h4"):  # a dead job's, this running one's, an older unnamed one
+    kept = [f"stockpulse-pyfiles-{os.getpid()}-def",  # this running job's
+            "stockpulse-pyfiles-k2j3h4",  # an older one without a pid
+            "stockpulse-pyfiles-²-x", "stockpulse-pyfiles-99999999999999999999-x"]  # not pids
+    for name in (f"stockpulse-pyfiles-{gone.pid}-abc", *kept):
         (tmp_path / name).mkdir()
         (tmp_path / name / "stockpulse.zip").write_bytes(b"zip")
+    (tmp_path / f"stockpulse-pyfiles-{gone.pid}-file").write_text("not a directory")
     assert remove_orphaned_packages(tmp_path) == [tmp_path / f"stockpulse-pyfiles-{gone.pid}-abc"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"stockpulse-pyfiles-{os.getpid()}-def",
-                                                         "stockpulse-pyfiles-k2j3h4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, f"stockpulse-pyfiles-{gone.pid}-file"])
