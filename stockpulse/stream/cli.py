@@ -15,9 +15,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 from stockpulse.config import PROJECT_ROOT
 from stockpulse.errors import StockPulseError
+from stockpulse.locks import try_lock
 from stockpulse.stream.job_files import Heartbeat, JobFiles, heartbeat_listener, hold_job_lock
 
 logger = logging.getLogger(__name__)
@@ -42,43 +44,41 @@ def failure_summary(message: str) -> str:
 
 
 PACKAGE_STAGING_PREFIX = "stockpulse-pyfiles-"
-_STAGING_PID = re.compile(re.escape(PACKAGE_STAGING_PREFIX) + r"([0-9]{1,9})-[a-z0-9_]+")
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+STAGING_LOCK = ".in-use.lock"
 
 
 def remove_orphaned_packages(directory: Path) -> list[Path]:
     """Remove the package zips of jobs that are gone. A job stopped by SIGTERM or SIGKILL (``make
     down``, a supervisor's restart) never runs its ``atexit``, and left one directory per stop.
-    Each is named after its job's pid; those of running jobs are kept, and so are names without one."""
+    Each job holds a lock in its own (:mod:`stockpulse.locks`: it dies with the process), so a
+    directory whose lock can be taken is an orphan; one without a lock file is left alone."""
     removed = []
-    for staging in directory.glob(f"{PACKAGE_STAGING_PREFIX}*-*"):
-        pid = _STAGING_PID.fullmatch(staging.name)
-        if pid and staging.is_dir() and not _running(int(pid.group(1))):
-            shutil.rmtree(staging, ignore_errors=True)
-            removed.append(staging)
+    for staging in directory.glob(f"{PACKAGE_STAGING_PREFIX}*"):
+        if not (staging / STAGING_LOCK).is_file():
+            continue
+        handle = try_lock(staging / STAGING_LOCK)
+        if handle is None:  # its job runs
+            continue
+        handle.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        removed.append(staging)
     return removed
 
 
-def ship_package(spark) -> None:
-    """Make ``stockpulse`` importable in every Python worker, local or on a cluster.
+def ship_package(spark) -> IO[str]:
+    """Make ``stockpulse`` importable in every Python worker, local or on a cluster; returns the
+    lock that marks the zip as in use (keep it open for the job's life).
 
     Local workers inherit PYTHONPATH (set in :func:`main`); cluster executors get a zip through
     ``addPyFile``, which serves it from where it is for the job's whole life.
     """
     remove_orphaned_packages(Path(tempfile.gettempdir()))
-    staging = Path(tempfile.mkdtemp(prefix=f"{PACKAGE_STAGING_PREFIX}{os.getpid()}-"))
+    staging = Path(tempfile.mkdtemp(prefix=PACKAGE_STAGING_PREFIX))
+    in_use = try_lock(staging / STAGING_LOCK)
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
     archive = shutil.make_archive(str(staging / "stockpulse"), "zip", root_dir=PROJECT_ROOT, base_dir="stockpulse")
     spark.sparkContext.addPyFile(archive)
+    return in_use
 
 
 class RunningJob:
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         running.spark = spark
         report(archive, jvm_pid())
         finish_on_sigterm(archive, running.stop)
-        ship_package(spark)
+        package = ship_package(spark)  # noqa: F841 (its lock is held until exit)
         running.listener = heartbeat_listener(heartbeat)
         spark.streams.addListener(running.listener)
         queries = running.queries = start_queries(spark, job, once=args.once)

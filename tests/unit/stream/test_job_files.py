@@ -114,16 +114,17 @@ def test_a_running_job_detaches_its_listener_then_stops_each_query_within_the_bu
 
 
 def test_the_package_zips_of_jobs_that_are_gone_are_removed(tmp_path):
-    from stockpulse.stream.cli import remove_orphaned_packages
+    from stockpulse.stream.cli import STAGING_LOCK, remove_orphaned_packages
 
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    kept = [f"stockpulse-pyfiles-{os.getpid()}-def",  # this running job's
-            "stockpulse-pyfiles-k2j3h4",  # an older one without a pid
-            "stockpulse-pyfiles-²-x", "stockpulse-pyfiles-99999999999999999999-x"]  # not pids
-    for name in (f"stockpulse-pyfiles-{gone.pid}-abc", *kept):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "stockpulse.zip").write_bytes(b"zip")
-    (tmp_path / f"stockpulse-pyfiles-{gone.pid}-file").write_text("not a directory")
-    assert remove_orphaned_packages(tmp_path) == [tmp_path / f"stockpulse-pyfiles-{gone.pid}-abc"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, f"stockpulse-pyfiles-{gone.pid}-file"])
+    running, gone, unmarked = (tmp_path / f"stockpulse-pyfiles-{n}" for n in ("run1ng", "g0ne", "0ld"))
+    for staging in (running, gone, unmarked):
+        staging.mkdir()
+        (staging / "stockpulse.zip").write_bytes(b"zip")
+    held = locks.try_lock(running / STAGING_LOCK)  # a running job holds its lock ...
+    subprocess.run([sys.executable, "-c", "import fcntl, sys; fcntl.flock(open(sys.argv[1], 'a+'), fcntl.LOCK_EX)",
+                    str(gone / STAGING_LOCK)], check=True)  # ... a gone one's died with it
+    try:
+        assert remove_orphaned_packages(tmp_path) == [gone]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [unmarked.name, running.name]  # no lock file: kept
+    finally:
+        held.close()
