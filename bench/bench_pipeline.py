@@ -28,14 +28,16 @@ What is measured:
   ``class_archive``: mapped, written or off); each run has its own fresh database, lake and checkpoints, and
   micro-batches capped at ``--batch-rows``. The job's log must name the source asked for.
   ``rows_per_s_wall`` divides by the whole run, JVM and Spark start-up included;
-  ``rows_per_s_steady`` leaves out each query's first micro-batch (JIT warm-up, first Python
-  worker) and divides the remaining rows by the time from the end of the first batch to the end of
-  the last one, the later query deciding. Both sinks' row counts must equal what was produced,
+  ``rows_per_s_steady`` leaves out each query's warm-up (its small first batch, ``FIRST_BATCH_OFFSETS``,
+  and the first full batch after it: JIT warm-up, first Python worker) and divides the remaining
+  rows by the time from the end of the first full batch to the end of the last one, the later
+  query deciding (``steady_from_s``). Both sinks' row counts must equal what was produced,
   else the benchmark stops with the counts: a fast but lossy run cannot pass;
 - start-up: from the consumer process's start to the end of each query's first micro-batch with
-  data (its progress report's ``timestamp`` plus ``triggerExecution``), the later query deciding;
-- memory: RSS of the Spark JVM and the Python driver once a second, reported from the first
-  batch's end (after warm-up) to the end of the run, with the peak and the growth;
+  data (its progress report's ``timestamp`` plus ``triggerExecution``), the later query deciding:
+  the first rows in both sinks, from the small first batch (``first_batch_rows`` at most);
+- memory: RSS of the Spark JVM and the Python driver once a second, reported from the end of the
+  warm-up (``steady_from_s``) to the end of the run, with the peak and the growth;
 - latency: a streaming consumer (official source, ``--latency-trigger`` for PostgreSQL and
   ``--latency-lake-trigger`` for the lake) while
   the producer sends ``--latency-rate`` messages/s (ticks from 2000 on, paced); per row
@@ -70,6 +72,7 @@ sys.path.insert(0, str(ROOT))
 from procstats import descendants, kind_of, rss_bytes  # noqa: E402
 
 from stockpulse import logs  # noqa: E402
+from stockpulse.config import DEFAULT_FIRST_BATCH_OFFSETS  # noqa: E402
 from stockpulse.db import apply_init_sql, connect  # noqa: E402
 from stockpulse.replay.producer import make_producer, replay  # noqa: E402
 from stockpulse.ops.services.broker import EmbeddedKafka, ensure_topic  # noqa: E402
@@ -211,19 +214,26 @@ def _ended(report: dict) -> float:
     return begun + report["durationMs"]["triggerExecution"] / 1000
 
 
-def steady_rate(progress: dict) -> tuple[float, int]:
-    """(rows/s into both sinks after each query's first batch, batches per query)."""
+def steady_rate(progress: dict) -> tuple[float, int, float]:
+    """(rows/s into both sinks after each query's warm-up, batches per query, when the warm-up
+    ended: the later query's first full batch, as a time stamp).
+
+    A query's reports may come from two runs (a report names its ``runId``): the job's small
+    first batch (``FIRST_BATCH_OFFSETS``), then the query that goes on with full batches. The
+    warm-up left out is everything before the last run's first full batch ends: that batch runs
+    the JIT's cold code, as the job's single first batch did before the small one existed."""
     first_end, last_end, rows = 0.0, 0.0, []
     batches = 0
     for reports in progress.values():
-        with_data = [r for r in reports if r["numInputRows"] > 0]
-        batches = max(batches, len(with_data))
+        batches = max(batches, sum(1 for r in reports if r["numInputRows"] > 0))
+        last_run = reports[-1]["runId"] if reports else None
+        with_data = [r for r in reports if r["numInputRows"] > 0 and r.get("runId") == last_run]
         if len(with_data) < 2:
-            return 0.0, batches
+            return 0.0, batches, max(first_end, _ended(with_data[0]) if with_data else 0.0)
         first_end = max(first_end, _ended(with_data[0]))
         last_end = max(last_end, _ended(with_data[-1]))
         rows.append(sum(r["numInputRows"] for r in with_data[1:]))
-    return min(rows) / max(last_end - first_end, 1e-3), batches
+    return min(rows) / max(last_end - first_end, 1e-3), batches, first_end
 
 
 def first_batch_seconds(progress: dict, started_at: float) -> dict[str, float]:
@@ -282,8 +292,9 @@ def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_
     if extra.get("POSTGRES_WRITER", writer) != writer:
         raise SystemExit(f"the run asked for POSTGRES_WRITER={extra['POSTGRES_WRITER']} but wrote with {writer}")
     progress = json.loads(progress_file.read_text())
-    steady, batches = steady_rate(progress)
+    steady, batches, warm_end = steady_rate(progress)
     firsts = first_batch_seconds(progress, started_at)
+    warmed_up_after = max(warm_end - started_at, *firsts.values())
     rows, rows_per_tick = sent["rows"], sent["rows"] / sent["ticks"]
     files = sum(1 for _ in (work / name / "lake").rglob("*.parquet"))
     run = {"source": source, "kafka_source_env": SOURCES[source][0] or "(default)", "postgres_writer": writer,
@@ -291,10 +302,12 @@ def end_to_end(server, bootstrap, topic, sent: dict, source: str, layout, batch_
            "ticks": sent["ticks"], "rows": rows, "rows_in_postgres": count_rows(url),
            "rows_in_lake": count_lake_rows(work / name / "lake"), "parquet_files": files,
            "batch_rows": batch_rows, "batches_per_query": batches,
+           "first_batch_rows": int(env.get("FIRST_BATCH_OFFSETS", DEFAULT_FIRST_BATCH_OFFSETS)),
            "startup_s": max(firsts.values()), "first_batch_end_s": firsts,
+           "steady_from_s": round(warmed_up_after, 2),
            "seconds_wall": round(seconds, 2), "rows_per_s_wall": round(rows / seconds),
            "rows_per_s_steady": round(steady), "ticks_per_s_steady": round(steady / rows_per_tick),
-           "memory": memory_report(memory, max(firsts.values()))}
+           "memory": memory_report(memory, warmed_up_after)}
     check_counts(run)
     logger.info("%s source, %d rows: %d rows/s steady, %d rows/s whole run, first data in both sinks after %.1f s",
                 source, rows, run["rows_per_s_steady"], run["rows_per_s_wall"], run["startup_s"])

@@ -185,6 +185,10 @@ DEFAULT_MAX_OFFSETS_PER_TRIGGER = 100_000
 """Records per micro-batch at most: the PostgreSQL sink holds one batch in the driver (Arrow, then
 CSV for COPY), so a backlog of millions must not arrive as one batch. 100k is ~2 s of work here."""
 
+DEFAULT_FIRST_BATCH_OFFSETS = 5_000
+"""Records in a job's first micro-batch at most: it runs cold (JIT, class loading), and a small
+one lands the first rows of a backlog in about half the time (:mod:`stockpulse.stream.first_batch`)."""
+
 
 @dataclass(frozen=True)
 class ConsumerSettings:
@@ -202,6 +206,7 @@ class ConsumerSettings:
     class_archive: bool = True  # JVM_CLASS_ARCHIVE: map Spark's classes from an archive the first run writes
     class_archive_dir: Path | None = None  # JVM_CLASS_ARCHIVE_DIR (default: class-archives/ in the jar cache)
     lake_trigger_interval: str = ""  # LAKE_TRIGGER_INTERVAL (default: TRIGGER_INTERVAL)
+    first_batch_offsets: int = DEFAULT_FIRST_BATCH_OFFSETS  # FIRST_BATCH_OFFSETS: the first batch cap (0: none)
 
     @property
     def lake_trigger(self) -> str:
@@ -248,6 +253,7 @@ class ConsumerSettings:
             class_archive=_bool(env, "JVM_CLASS_ARCHIVE", True),
             class_archive_dir=_path(env, "JVM_CLASS_ARCHIVE_DIR", "") if env.get("JVM_CLASS_ARCHIVE_DIR") else None,
             lake_trigger_interval=_interval(env, "LAKE_TRIGGER_INTERVAL", trigger),
+            first_batch_offsets=env_int(env, "FIRST_BATCH_OFFSETS", DEFAULT_FIRST_BATCH_OFFSETS),
         )
 
 

@@ -126,7 +126,8 @@ def seaweedfs_server(tmp_path_factory):
 def pipeline_env(broker, topic, database_url, tmp_path):
     """Environment for running the producer and consumer as real processes against test services."""
     env = dict(os.environ)
-    for chosen_by_a_test in ("PRODUCER_CLIENT", "LAKE_TRIGGER_INTERVAL"):  # a developer's own choice stays out
+    # a developer's own choice stays out
+    for chosen_by_a_test in ("PRODUCER_CLIENT", "LAKE_TRIGGER_INTERVAL", "FIRST_BATCH_OFFSETS"):
         env.pop(chosen_by_a_test, None)
     env.update({
         "KAFKA_BOOTSTRAP_SERVERS": broker,

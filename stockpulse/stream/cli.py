@@ -112,20 +112,30 @@ class RunningJob:
         self.detach()
         if self.spark is None:
             return
-        if self.queries:
+        queries = self.active()
+        if queries:
             deadline = time.monotonic() + budget_seconds * 0.4
-            while time.monotonic() < deadline and any(q.isActive and q.status["isTriggerActive"]
-                                                      for q in self.queries):
+            while time.monotonic() < deadline and any(q.isActive and q.status["isTriggerActive"] for q in queries):
                 time.sleep(poll_seconds)
-            self._stop_queries(max(1000, int(budget_seconds * 1000 * 0.4 / len(self.queries))))
+            self._stop_queries(queries, max(1000, int(budget_seconds * 1000 * 0.4 / len(queries))))
         try:
             self.spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(int(budget_seconds * 1000 * 0.2))
         except Exception:  # noqa: BLE001 - a TimeoutException: the JVM goes anyway
             logger.debug("listener bus not empty", exc_info=True)
 
-    def _stop_queries(self, each_ms: int) -> None:
+    def active(self) -> list:
+        """The session's running queries: Spark's own list, which also holds a query that is being
+        started again after its first batch (:mod:`stockpulse.stream.first_batch`) before
+        :attr:`queries` names it."""
+        try:
+            return list(self.spark.streams.active)
+        except Exception:  # noqa: BLE001 - the gateway is going: the queries known to this process
+            logger.debug("cannot list the active queries", exc_info=True)
+            return [q for q in self.queries if q.isActive]
+
+    def _stop_queries(self, queries: list, each_ms: int) -> None:
         self.spark.conf.set("spark.sql.streaming.stopTimeout", str(each_ms))
-        for query in self.queries:  # one that does not stop in time must not keep the other running
+        for query in queries:  # one that does not stop in time must not keep the other running
             try:
                 query.stop()
             except Exception as exc:  # noqa: BLE001 - Spark's TimeoutException: the JVM's exit ends it
@@ -164,9 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from stockpulse.config import StackSettings
         from stockpulse.db import apply_init_sql
+        from stockpulse.config import POSTGRES_SINK, SINKS
+        from stockpulse.stream.first_batch import NEVER_AGAIN, describe, first_batch_cap, read_all_available, settle
         from stockpulse.stream.job import (
-            JobSettings, build_session, class_archive_plan, connector_jars, postgres_writer_jars, start_queries,
-            wait_for,
+            JobSettings, announce, build_session, class_archive_plan, connector_jars, postgres_writer_jars,
+            query_starter, triggers, wait_for,
         )
         from stockpulse.stream.class_archive import finish, finish_on_sigterm, jvm_pid, report
         from stockpulse.stream.lake import remove_uncommitted
@@ -189,8 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         package = ship_package(spark)  # noqa: F841 (its lock is held until exit)
         running.listener = heartbeat_listener(heartbeat)
         spark.streams.addListener(running.listener)
-        queries = running.queries = start_queries(spark, job, once=args.once)
-        heartbeat.expect(queries)
+        start, trigger_of = query_starter(spark, job), triggers(job.consumer, args.once)
+        cap = first_batch_cap(job.consumer)
+        first = {sink: start(sink, NEVER_AGAIN, cap) if cap else start(sink, trigger_of[sink]) for sink in SINKS}
+        running.queries = list(first.values())
+        started = list(running.queries)  # every query run of this job, for the progress file
+        heartbeat.expect(running.queries)
+        announce(job, "", job.consumer.checkpoint_dir, trigger_of[POSTGRES_SINK])
     except StockPulseError as exc:
         print(f"consumer: error: {exc}", file=sys.stderr)
         discard(archive)
@@ -201,11 +218,28 @@ def main(argv: list[str] | None = None) -> int:
         logger.debug("start-up failure", exc_info=True)
         discard(archive)
         return 1
+
+    def restart(sink: str, query):
+        """The query that follows a capped first batch (None under ``--once`` when it read all)."""
+        progress = query.lastProgress
+        progress = json.loads(progress.json) if progress is not None else None
+        done = args.once and read_all_available(progress)
+        logger.info("%s: first micro-batch (at most %d messages): %s%s", query.name, cap, describe(progress),
+                    "; nothing more was available" if done else "; continuing with the job's own batches")
+        if done:
+            return None
+        again = start(sink, trigger_of[sink])
+        running.queries = [again if q is query else q for q in running.queries]
+        started.append(again)
+        return again
+
     try:
-        wait_for(queries)
+        if cap:
+            settle(first, restart)
+        wait_for(running.queries)
     except KeyboardInterrupt:
         logger.info("interrupted: stopping queries")
-        for query in queries:
+        for query in running.active():
             query.stop()
     except Exception as exc:  # a failed query: its message, not a JVM stack trace
         print(f"consumer: error: query failed: {failure_summary(str(getattr(exc, 'desc', None) or exc))}",
@@ -215,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logger.info("all queries finished")
     if args.progress_file:
-        progress = {q.name: [json.loads(p.json) for p in q.recentProgress] for q in queries}
+        progress: dict[str, list] = {}  # per query name, every run's reports in order (a report names its runId)
+        for query in started:
+            progress.setdefault(query.name, []).extend(json.loads(p.json) for p in query.recentProgress)
         args.progress_file.write_text(json.dumps(progress, indent=1, default=str))
     running.detach()
     spark.stop()

@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from stockpulse.config import (
-    PARQUET_SINK, POSTGRES_SINK, ConsumerSettings, KafkaSettings, PostgresSettings, StackSettings, interval_seconds,
-    query_name, redact_url,
+    PARQUET_SINK, POSTGRES_SINK, SINKS, ConsumerSettings, KafkaSettings, PostgresSettings, StackSettings,
+    interval_seconds, query_name, redact_url,
 )
 
 logger = logging.getLogger(__name__)
@@ -359,8 +359,9 @@ def use_official_source(wanted: str, on_classpath: bool) -> bool:
     return on_classpath
 
 
-def kafka_records(spark, job: JobSettings, query_name: str):
-    """A streaming DataFrame of Kafka records from the official source or the project's reader."""
+def kafka_records(spark, job: JobSettings, query_name: str, max_offsets: int | None = None):
+    """A streaming DataFrame of Kafka records from the official source or the project's reader;
+    ``max_offsets`` caps each micro-batch (default: ``MAX_OFFSETS_PER_TRIGGER``)."""
     use_builtin = use_official_source(job.consumer.kafka_source, builtin_kafka_available(spark))
     if use_builtin:
         source = "kafka"
@@ -380,49 +381,55 @@ def kafka_records(spark, job: JobSettings, query_name: str):
     )
     if job.consumer.min_partitions and use_builtin:
         reader = reader.option("minPartitions", str(job.consumer.min_partitions))
-    if job.consumer.max_offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(job.consumer.max_offsets_per_trigger))
+    cap = job.consumer.max_offsets_per_trigger if max_offsets is None else max_offsets
+    if cap:
+        reader = reader.option("maxOffsetsPerTrigger", str(cap))
     return reader.load()
 
 
-def start_queries(spark, job: JobSettings, once: bool):
-    """Start the Parquet and PostgreSQL queries; returns them (the caller waits on them).
+def triggers(settings: ConsumerSettings, once: bool) -> dict[str, dict]:
+    """Each sink's trigger: what is available at start (``--once``), else its processing-time interval."""
+    return {sink: {"availableNow": True} if once else {"processingTime": settings.trigger_of(sink)}
+            for sink in SINKS}
+
+
+def query_starter(spark, job: JobSettings):
+    """A function that starts one sink's query: ``start(sink, trigger, max_offsets=None)``.
 
     A query per sink, each reading the topic itself: measured against one query feeding both
     sinks (``foreachBatch`` with Spark's file sink by batch id), the rate was the same here
     (``docs/performance.md``), and separate queries keep each sink restartable on its own and
-    the lake landing while PostgreSQL is down."""
+    the lake landing while PostgreSQL is down. The PostgreSQL writer is chosen here, before any
+    query starts: a refused writer stops the job whole."""
     from stockpulse.stream.lake import WRITE_OPTIONS
     from stockpulse.stream.transform import to_ticks, valid_ticks
 
     settings = job.consumer
-    trigger = {"availableNow": True} if once else {"processingTime": settings.trigger_interval}
-    lake_trigger = {"availableNow": True} if once else {"processingTime": settings.lake_trigger}
-    sink = postgres_sink(spark, job)  # before any query starts: a refused writer stops the job whole
-    parquet_ticks = valid_ticks(to_ticks(kafka_records(spark, job, PARQUET_SINK)))
-    writer = (
-        parquet_ticks.writeStream.queryName(query_name(PARQUET_SINK)).format("parquet")
-        .option("path", settings.lake_path)
-        .options(**WRITE_OPTIONS)
-        .option("checkpointLocation", settings.checkpoint(PARQUET_SINK))
-        .outputMode("append")
-        .trigger(**lake_trigger)
-    )
-    if settings.partition_by:
-        writer = writer.partitionBy(*settings.partition_by)
-    parquet_query = writer.start()
+    postgres = postgres_sink(spark, job)
 
-    postgres_query = foreach_batch_query(spark, job, POSTGRES_SINK, sink, trigger)
-    announce(job, "", settings.checkpoint_dir, trigger)
-    return [parquet_query, postgres_query]
+    def start(sink: str, trigger: dict, max_offsets: int | None = None):
+        records = kafka_records(spark, job, query_name(sink), max_offsets)
+        if sink == POSTGRES_SINK:
+            return foreach_batch_query(job, sink, to_ticks(records), postgres, trigger)
+        writer = (
+            valid_ticks(to_ticks(records)).writeStream.queryName(query_name(PARQUET_SINK)).format("parquet")
+            .option("path", settings.lake_path)
+            .options(**WRITE_OPTIONS)
+            .option("checkpointLocation", settings.checkpoint(PARQUET_SINK))
+            .outputMode("append")
+            .trigger(**trigger)
+        )
+        if settings.partition_by:
+            writer = writer.partitionBy(*settings.partition_by)
+        return writer.start()
+
+    return start
 
 
-def foreach_batch_query(spark, job: JobSettings, name: str, sink, trigger: dict):
+def foreach_batch_query(job: JobSettings, name: str, ticks, sink, trigger: dict):
     """Start query ``ticks_to_<name>``: every tick record (dead letters included) to ``sink``."""
-    from stockpulse.stream.transform import to_ticks
-
     return (
-        to_ticks(kafka_records(spark, job, name)).writeStream.queryName(query_name(name))
+        ticks.writeStream.queryName(query_name(name))
         .foreachBatch(sink)
         .option("checkpointLocation", job.consumer.checkpoint(name))
         .trigger(**trigger)

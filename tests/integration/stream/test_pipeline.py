@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -25,10 +26,18 @@ def test_replay_lands_every_row_once_in_both_sinks(pipeline_env, tmp_path):
     sent = produced_rows(producer.stderr)
     assert sent == 1200
 
-    consumer = run_cli(["consumer/consumer.py", "--once"], pipeline_env)
+    progress_file = tmp_path / "progress.json"
+    pipeline_env["FIRST_BATCH_OFFSETS"] = "500"  # a small first batch, then the rest (the default caps at 5,000)
+    consumer = run_cli(["consumer/consumer.py", "--once", "--progress-file", str(progress_file)], pipeline_env)
     assert consumer.returncode == 0, consumer.stderr[-3000:]
     assert "with the official Kafka source" in consumer.stderr  # the default: Spark's own connector
     assert "Py4J" not in consumer.stderr and "Traceback" not in consumer.stderr  # a clean --once exit
+    assert "first micro-batch (at most 500 messages)" in consumer.stderr
+    for name, reports in json.loads(progress_file.read_text()).items():
+        with_data = [r for r in reports if r["numInputRows"] > 0]
+        assert 0 < with_data[0]["numInputRows"] <= 500, name  # the first batch, capped
+        assert len({r["runId"] for r in with_data}) == 2, name  # then the query started again for the rest
+        assert sum(r["numInputRows"] for r in with_data) == sent, name
 
     counts = postgres_counts(pipeline_env["DATABASE_URL"])
     assert counts == {"rows": sent, "distinct": sent, "bad_trade_value": 0}

@@ -95,6 +95,7 @@ def test_a_running_job_detaches_its_listener_then_stops_each_query_within_the_bu
     running.spark = SimpleNamespace(streams=streams, conf=conf, sparkContext=context)
     running.listener = "heartbeat"
     running.queries = [Query("parquet"), Query("postgres")]
+    streams.active = running.queries  # Spark's list of the session's running queries
     running.stop(10, poll_seconds=0)
     assert calls == [("detach", "heartbeat"), ("conf", "spark.sql.streaming.stopTimeout", "2000"),
                      ("stop", "parquet", [False]), ("stop", "postgres", [False]),  # stopped once both idled
