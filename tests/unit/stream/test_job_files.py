@@ -114,6 +114,34 @@ def test_a_running_job_detaches_its_listener_then_stops_each_query_within_the_bu
     assert [c for c in calls if c[0] == "detach"] == []
 
 
+def test_a_running_job_stops_what_spark_runs_even_a_query_it_has_not_named_yet():
+    """A query being started again after its first batch is in Spark's list before the job's."""
+    from stockpulse.stream.cli import RunningJob
+
+    class Query:
+        def __init__(self, name, active=True):
+            self.name, self.isActive, self.stopped = name, active, False
+            self.status = {"isTriggerActive": False}
+
+        def stop(self):
+            self.stopped = True
+
+    named, unnamed = Query("parquet"), Query("postgres again")
+    running = RunningJob()
+    running.queries = [named]
+    running.spark = SimpleNamespace(streams=SimpleNamespace(active=[named, unnamed]))
+    assert running.active() == [named, unnamed]
+
+    class Gone:  # the gateway is closing: the queries this process knows, those still active
+        @property
+        def active(self):
+            raise ConnectionError("gateway closed")
+
+    running.spark = SimpleNamespace(streams=Gone())
+    running.queries = [named, Query("stopped", active=False)]
+    assert running.active() == [named]
+
+
 def test_the_package_zips_of_jobs_that_are_gone_are_removed(tmp_path):
     from stockpulse.stream.cli import STAGING_LOCK, remove_orphaned_packages
 
