@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         from stockpulse.config import StackSettings
         from stockpulse.db import apply_init_sql
         from stockpulse.config import POSTGRES_SINK, SINKS
-        from stockpulse.stream.first_batch import NEVER_AGAIN, describe, first_batch_cap, read_all_available, settle
+        from stockpulse.stream.first_batch import NEVER_AGAIN, describe, first_batch_cap, found_nothing, settle
         from stockpulse.stream.job import (
             JobSettings, announce, build_session, class_archive_plan, connector_jars, postgres_writer_jars,
             query_starter, triggers, wait_for,
@@ -220,12 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     def restart(sink: str, query):
-        """The query that follows a capped first batch (None under ``--once`` when it read all)."""
+        """The query that follows a capped first batch (None under ``--once`` when there was no data)."""
         progress = query.lastProgress
         progress = json.loads(progress.json) if progress is not None else None
-        done = args.once and read_all_available(progress)
-        logger.info("%s: first micro-batch (at most %d messages): %s%s", query.name, cap, describe(progress),
-                    "; nothing more was available" if done else "; continuing with the job's own batches")
+        done = args.once and found_nothing(progress)
+        logger.info("%s: first micro-batch (at most %d messages): %s%s", query.name, cap, describe(progress, cap),
+                    "; nothing was available" if done else "; continuing with the job's own batches")
         if done:
             return None
         again = start(sink, trigger_of[sink])

@@ -9,8 +9,8 @@ flight then, so nothing is cancelled). It is then started again from the same ch
 the job's own cap and trigger: exactly-once rests on the checkpoint, as on any restart. Each
 query moves on by itself, so a lake query does not wait on a PostgreSQL that is down.
 
-Under ``--once``, a query whose first batch already read everything its source had at that
-moment is done: what ``availableNow`` would have read is in it.
+Under ``--once``, a query whose first trigger found no data is done; any other is started
+again with ``availableNow``.
 """
 
 from __future__ import annotations
@@ -35,21 +35,18 @@ def first_batch_cap(settings: ConsumerSettings) -> int:
     return cap if cap and (not usual or cap < usual) else 0
 
 
-def read_all_available(progress: Mapping | None) -> bool:
-    """Whether a first trigger's progress report says it read up to what its sources had.
+def found_nothing(progress: Mapping | None) -> bool:
+    """Whether a first trigger's progress report says it found no data: then ``--once`` is done,
+    since ``availableNow`` would have found none either.
 
-    A trigger that found no data reports no rows (Spark keeps a report for it). No report at all
-    (a query that ended before its first trigger), or a source that does not report its latest
-    offset (the project's Python reader) after a batch with rows, counts as not caught up: the
-    query is started again, which is always safe. The Kafka source's latest offset is the one it
-    fetched before applying the cap.
+    A trigger that ran a batch never counts, even one whose report says it read up to the latest
+    offset: on a restart, the first trigger replays the batch the checkpoint had planned, and its
+    report is no account of what the source holds now (a SIGKILL test lost the lake's backlog to
+    that). No report at all (a query that ended before its first trigger) does not count either.
     """
-    if progress is None:
+    if progress is None or progress.get("numInputRows"):
         return False
-    sources = progress.get("sources") or []
-    if sources and all(s.get("latestOffset") is not None for s in sources):
-        return all(s.get("endOffset") == s.get("latestOffset") for s in sources)
-    return not progress.get("numInputRows")
+    return all(s.get("startOffset") == s.get("endOffset") for s in progress.get("sources") or [])
 
 
 def first_trigger_over(query) -> bool:
@@ -95,8 +92,11 @@ def settle(first: dict, restart: Callable[[str, object], object | None],
     return final
 
 
-def describe(progress: Mapping | None) -> str:
-    """How a first batch went, for the log line: its rows and seconds."""
-    if progress is None:
+def describe(progress: Mapping | None, cap: int) -> str:
+    """How a first batch went, for the log line: its rows and seconds, and whether it was a batch
+    the checkpoint had planned before a restart (replayed at its own size, above the cap)."""
+    if progress is None or not progress.get("numInputRows"):
         return "no data"
-    return f"{progress.get('numInputRows', 0):,} messages in {progress.get('batchDuration', 0) / 1000:.1f} s"
+    rows = progress["numInputRows"]
+    replayed = " (a batch planned before the restart, replayed as it was)" if rows > cap else ""
+    return f"{rows:,} messages in {progress.get('batchDuration', 0) / 1000:.1f} s{replayed}"

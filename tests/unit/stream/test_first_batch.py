@@ -6,7 +6,7 @@ import pytest
 
 from stockpulse.config import ConsumerSettings
 from stockpulse.errors import ConfigError
-from stockpulse.stream.first_batch import describe, first_batch_cap, read_all_available, settle
+from stockpulse.stream.first_batch import describe, first_batch_cap, found_nothing, settle
 
 
 @pytest.mark.parametrize(("env", "cap"), [
@@ -26,20 +26,22 @@ def test_a_bad_first_batch_cap_names_the_variable():
         ConsumerSettings.from_env({"FIRST_BATCH_OFFSETS": "-1"})
 
 
-def _source(end, latest):
-    return {"endOffset": end, "latestOffset": latest}
+def _source(start, end, latest):
+    return {"startOffset": start, "endOffset": end, "latestOffset": latest}
 
 
 @pytest.mark.parametrize(("progress", "done"), [
-    (None, False),  # no report: the query ended before its first trigger, so start it again
-    ({"sources": [_source({"t": {"0": 5}}, {"t": {"0": 5}})]}, True),
-    ({"sources": [_source({"t": {"0": 5}}, {"t": {"0": 9}})]}, False),  # a backlog is left
+    ({"numInputRows": 0, "sources": [_source({"t": {"0": 5}}, {"t": {"0": 5}}, {"t": {"0": 5}})]}, True),
     ({"numInputRows": 0, "sources": []}, True),  # a first trigger without data
-    ({"numInputRows": 7, "sources": [_source({"t": {"0": 5}}, None)]}, False),  # a source that does not say
-    ({"numInputRows": 7}, False),
+    # A batch that read to the latest offset is not enough: on a restart the first trigger
+    # replays the batch the checkpoint had planned, and its report says nothing of the backlog.
+    ({"numInputRows": 399, "sources": [_source({"t": {"0": 1}}, {"t": {"0": 400}}, {"t": {"0": 400}})]}, False),
+    ({"numInputRows": 7, "sources": [_source({"t": {"0": 1}}, {"t": {"0": 8}}, None)]}, False),
+    ({"numInputRows": 0, "sources": [_source({"t": {"0": 1}}, {"t": {"0": 8}}, None)]}, False),  # offsets moved
+    (None, False),  # no report: the query ended before its first trigger, so start it again
 ])
-def test_a_first_batch_read_everything_only_when_its_sources_say_so(progress, done):
-    assert read_all_available(progress) is done
+def test_once_is_done_after_the_first_batch_only_when_it_found_nothing(progress, done):
+    assert found_nothing(progress) is done
 
 
 def test_the_first_trigger_is_over_once_a_report_is_kept_and_the_trigger_is_idle():
@@ -56,8 +58,9 @@ def test_the_first_trigger_is_over_once_a_report_is_kept_and_the_trigger_is_idle
 
 
 def test_a_first_batch_is_described_by_rows_and_seconds():
-    assert describe(None) == "no data"
-    assert describe({"numInputRows": 5000, "batchDuration": 4321}) == "5,000 messages in 4.3 s"
+    assert describe(None, 5000) == describe({"numInputRows": 0}, 5000) == "no data"
+    assert describe({"numInputRows": 5000, "batchDuration": 4321}, 5000) == "5,000 messages in 4.3 s"
+    assert describe({"numInputRows": 399, "batchDuration": 4500}, 100).endswith("replayed as it was)")
 
 
 class Query:
