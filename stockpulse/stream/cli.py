@@ -172,9 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     archive = None  # the JVM class archive this start maps or writes
     running = RunningJob()
     try:
-        from stockpulse.config import StackSettings
+        from stockpulse.config import POSTGRES_SINK, SINKS, StackSettings
         from stockpulse.db import apply_init_sql
-        from stockpulse.config import POSTGRES_SINK, SINKS
         from stockpulse.stream.first_batch import NEVER_AGAIN, describe, first_batch_cap, found_nothing, settle
         from stockpulse.stream.job import (
             JobSettings, announce, build_session, class_archive_plan, connector_jars, postgres_writer_jars,
@@ -229,13 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         if done:
             return None
         again = start(sink, trigger_of[sink])
-        running.queries = [again if q is query else q for q in running.queries]
         started.append(again)
         return again
 
     try:
-        if cap:
-            settle(first, restart)
+        if cap:  # a SIGTERM meanwhile stops what Spark runs (RunningJob.active), restarted ones included
+            running.queries = list(settle(first, restart).values())
         wait_for(running.queries)
     except KeyboardInterrupt:
         logger.info("interrupted: stopping queries")
