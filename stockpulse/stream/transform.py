@@ -85,30 +85,28 @@ def _sanitized(text: Column) -> Column:
     return F.when(clean, text).otherwise(F.translate(F.make_valid_utf8(text), "\u0000", ""))
 
 
-def to_ticks(records: DataFrame) -> DataFrame:
-    """Kafka rows (official source shape) -> contract columns + trade_value + lineage + reason.
+LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 
-    Rows with a non-null ``dead_letter_reason`` carry ``kafka_key`` and ``raw_value`` (made valid
-    UTF-8 without NUL) so the Postgres sink can file them as dead letters; for valid rows both are
-    NULL, since neither sink stores them. The Parquet sink keeps only valid rows.
 
-    The JSON is parsed as it came: invalid UTF-8 reaches the parser as U+FFFD, and a NUL can only
-    reach a stored field through ``index``, which the reasons check. Repairing every message
-    before parsing cost ~15% of the job's task time (the profile in ``docs/performance.md``); the
-    repair now runs on dead letters only.
+def tick_columns() -> tuple[list[Column], ...]:
+    """The three projections :func:`to_ticks` applies, as columns that name their inputs only.
+
+    Building them takes ~2,700 py4j calls (~1 s of the driver, measured); they belong to no
+    DataFrame, so a job builds them once and applies them to every query's records.
     """
-    raw = records["value"].cast("string")
+    raw = F.col("value").cast("string")
     parsed = F.from_json(raw, spark_tick_schema(), {"mode": "PERMISSIVE"})
     volume = F.col("t.volume").cast("DECIMAL(19,0)")
     stored = {f.name: f for f in TICK_FIELDS}
-    enriched = records.select(
+    parse = [
         F.col("topic"), F.col("partition"), F.col("offset"), F.col("timestamp"),
         F.col("key").alias("raw_key"), raw.alias("raw_value"), parsed.alias("t"),
         # A nondeterministic column stops the optimizer from pushing a later filter on the
         # reason below this projection, which would inline from_json once per field it checks
         # (measured: 4x slower on 100k messages). It is dropped in the next projection.
         F.spark_partition_id().alias("_parse_barrier"),
-    ).select(
+    ]
+    enrich = [
         # Prices were parsed wide to be checked; a valid one fits the stored type exactly (an
         # invalid one becomes NULL here, and is a dead letter anyway: try_cast, never an error).
         *[(F.col(f"t.{name}").try_cast(stored[name].spark_type) if name in PRICE_FIELDS else F.col(f"t.{name}"))
@@ -122,14 +120,32 @@ def to_ticks(records: DataFrame) -> DataFrame:
         F.col("raw_key"),
         F.col("raw_value"),
         _optimizer_barrier(dead_letter_reason(F.col("t"), F.col("raw_value"))).alias(REASON_COLUMN),
-    )
+    ]
     dead = F.col(REASON_COLUMN).isNotNull()
-    return enriched.select(
-        *[name for name in enriched.columns if name not in ("raw_key", "raw_value", REASON_COLUMN)],
+    name = [
+        *[F.col(column) for column in (*stored, TRADE_VALUE.name, *LINEAGE_COLUMNS)],
         F.when(dead, _sanitized(F.col("raw_key").cast("string"))).alias("kafka_key"),
         F.when(dead, _sanitized(F.col("raw_value"))).alias("raw_value"),
         F.col(REASON_COLUMN),
-    )
+    ]
+    return parse, enrich, name
+
+
+def to_ticks(records: DataFrame, columns: tuple[list[Column], ...] | None = None) -> DataFrame:
+    """Kafka rows (official source shape) -> contract columns + trade_value + lineage + reason,
+    through ``columns`` from :func:`tick_columns` (built here when not given).
+
+    Rows with a non-null ``dead_letter_reason`` carry ``kafka_key`` and ``raw_value`` (made valid
+    UTF-8 without NUL) so the Postgres sink can file them as dead letters; for valid rows both are
+    NULL, since neither sink stores them. The Parquet sink keeps only valid rows.
+
+    The JSON is parsed as it came: invalid UTF-8 reaches the parser as U+FFFD, and a NUL can only
+    reach a stored field through ``index``, which the reasons check. Repairing every message
+    before parsing cost ~15% of the job's task time (the profile in ``docs/performance.md``); the
+    repair now runs on dead letters only.
+    """
+    parse, enrich, name = columns if columns is not None else tick_columns()
+    return records.select(*parse).select(*enrich).select(*name)
 
 
 def valid_ticks(ticks: DataFrame) -> DataFrame:

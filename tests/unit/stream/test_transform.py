@@ -63,6 +63,21 @@ def test_trade_value_is_exactly_close_times_volume(spark):
     assert out[0]["kafka_offset"] == 0 and out[0]["kafka_topic"] == "t"
 
 
+def test_one_set_of_tick_columns_serves_every_query(spark):
+    """The job builds the columns once and applies them to each query's records: they name
+    their inputs, so a second DataFrame gets its own rows and reasons, not the first one's."""
+    from stockpulse.stream.transform import tick_columns, to_ticks
+
+    columns = tick_columns()
+    first = to_ticks(kafka_rows(spark, [tick(), b"{}"]), columns).collect()
+    second = to_ticks(kafka_rows(spark, [b"not json", tick(close="2.5", volume=4)]), columns).collect()
+    fresh = to_ticks(kafka_rows(spark, [b"not json", tick(close="2.5", volume=4)])).collect()
+    assert second == fresh
+    assert [r[REASON_COLUMN] is None for r in first] == [True, False]
+    assert [r[REASON_COLUMN] is None for r in second] == [False, True]
+    assert second[1]["trade_value"] == Decimal("10") and second[0]["raw_value"] == "not json"
+
+
 def _message(**fields) -> bytes:
     """A JSON tick with ``fields`` changed, as another producer might send it."""
     body = {"stream_ts": "2026-11-23T12:00:00Z", "date": "2020-01-02", "index": "HSI", "close": 1.5, "volume": 1}
