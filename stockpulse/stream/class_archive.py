@@ -96,6 +96,36 @@ def spark_classpath() -> list[Path]:
     return sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
 
 
+LAUNCHER_CLASS_PATH = ("SPARK_CLASSPATH", "HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_DIST_CLASSPATH")
+"""Variables whose entries Spark's launcher adds to the driver JVM's class path, beside pyspark's
+jars and the configuration directory (checked: ``java.class.path`` of a pyspark JVM)."""
+
+
+def launcher_class_path(env: Mapping[str, str] = os.environ) -> list[tuple[str, Path]]:
+    """``(variable, entry)`` for what the environment puts on the JVM's class path: the
+    configuration directory (``SPARK_CONF_DIR``, else ``$SPARK_HOME/conf``) and
+    :data:`LAUNCHER_CLASS_PATH`. Entries that do not exist change nothing for the JVM, nor for
+    the archive's key."""
+    conf_dir = env.get("SPARK_CONF_DIR") or (str(Path(env["SPARK_HOME"]) / "conf") if env.get("SPARK_HOME") else "")
+    named = [("SPARK_CONF_DIR", conf_dir), *((name, env.get(name, "")) for name in LAUNCHER_CLASS_PATH)]
+    return [(name, Path(entry)) for name, value in named for entry in value.split(os.pathsep) if entry]
+
+
+def unarchivable(entries: Iterable[tuple[str, Path]]) -> tuple[str, Path] | None:
+    """The first class path entry that rules an archive out: a directory with anything in it.
+
+    Java 17 writes no archive for a class path holding one, and maps none written without it
+    (measured: a ``spark-defaults.conf`` in ``SPARK_CONF_DIR`` left every run without an
+    archive, and a run with it made the next run without it drop the archive it had)."""
+    for name, entry in entries:
+        try:
+            if entry.is_dir() and any(entry.iterdir()):
+                return name, entry
+        except OSError:  # unreadable: the JVM cannot read it either
+            continue
+    return None
+
+
 STALE_SECONDS = 600
 """A temporary archive untouched this long is left over: a JVM writes one in seconds at exit, and
 the job promotes or removes it right after."""

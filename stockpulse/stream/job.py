@@ -264,8 +264,10 @@ def class_archive_plan(settings: ConsumerSettings, master: str | None = None, co
 
     One archive serves every set of ``spark.jars``: those load through Spark's own class loader,
     whose archived classes the JVM takes only when their bytes match (size and CRC). The JVM's own
-    class path is in the key: pyspark's jars, and ``spark.driver.extraClassPath`` as
-    :func:`build_session` will set it (S3A's jars go there on this machine).
+    class path is in the key: pyspark's jars, ``spark.driver.extraClassPath`` as
+    :func:`build_session` will set it (S3A's jars go there on this machine), and what the
+    environment adds (``SPARK_CONF_DIR``, ``HADOOP_CONF_DIR``...), so that runs with and without
+    it keep an archive each. A non-empty directory there rules the archive out.
     """
     from pyspark import SparkConf
 
@@ -279,8 +281,15 @@ def class_archive_plan(settings: ConsumerSettings, master: str | None = None, co
     class_path = extra_class_path(conf, "spark.driver.extraClassPath", s3a_jars(conf) if local_s3a else [])
     options = " ".join([with_java_options(conf.get("spark.driver.defaultJavaOptions", None)),
                         conf.get("spark.driver.extraJavaOptions", ""), conf.get("spark.driver.memory", ""), class_path])
+    from_env = class_archive.launcher_class_path()
+    refused = class_archive.unarchivable(from_env)
+    if refused:
+        logger.info("no JVM class archive: %s puts the directory %s, which is not empty, on the JVM's class path, "
+                    "and the JVM archives no classes with one there", *refused)
+        return None
     directory = settings.class_archive_dir or cache_root() / "class-archives"
-    return class_archive.plan(directory, class_archive.java_binary(), class_archive.spark_classpath(), options)
+    return class_archive.plan(directory, class_archive.java_binary(),
+                              [*class_archive.spark_classpath(), *(entry for _, entry in from_env if entry.exists())], options)
 
 
 def build_session(settings: ConsumerSettings, master: str | None = None, jars: list[str] = (),
@@ -410,7 +419,7 @@ def query_starter(spark, job: JobSettings):
 
     The tick columns are built once (~2,700 py4j calls, ~1 s of the driver: measured), and
     queries with the same cap start from one ticks DataFrame; Spark gives each query its own
-    source instance, consumer group and checkpoint all the same.
+    source instance (with the official source, its own consumer group) and checkpoint all the same.
     """
     from functools import cache
 

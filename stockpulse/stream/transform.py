@@ -85,9 +85,6 @@ def _sanitized(text: Column) -> Column:
     return F.when(clean, text).otherwise(F.translate(F.make_valid_utf8(text), "\u0000", ""))
 
 
-LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
-
-
 def tick_columns() -> tuple[list[Column], ...]:
     """The three projections :func:`to_ticks` applies, as columns that name their inputs only.
 
@@ -123,7 +120,7 @@ def tick_columns() -> tuple[list[Column], ...]:
     ]
     dead = F.col(REASON_COLUMN).isNotNull()
     name = [
-        *[F.col(column) for column in (*stored, TRADE_VALUE.name, *LINEAGE_COLUMNS)],
+        *[F.col(f.name) for f in STORED_FIELDS],
         F.when(dead, _sanitized(F.col("raw_key").cast("string"))).alias("kafka_key"),
         F.when(dead, _sanitized(F.col("raw_value"))).alias("raw_value"),
         F.col(REASON_COLUMN),

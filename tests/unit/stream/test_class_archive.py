@@ -167,3 +167,43 @@ def test_a_sigterm_stops_the_queries_before_the_jvm_goes_then_exits_143(tmp_path
         assert "did not stop cleanly" in caplog.text and "connection refused" in caplog.text
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_what_the_environment_puts_on_the_class_path_keys_the_archive_or_rules_it_out(tmp_path, monkeypatch, caplog):
+    """Spark's launcher adds SPARK_CONF_DIR (or $SPARK_HOME/conf) and the Hadoop/YARN directories
+    to the JVM's class path. Java 17 writes no archive with a non-empty directory there, and a
+    run without it cannot map one written with it: such a run has no archive, and the others
+    keep one of their own."""
+    from stockpulse.stream.class_archive import launcher_class_path, unarchivable
+
+    empty, filled = tmp_path / "empty", tmp_path / "conf"
+    empty.mkdir()
+    filled.mkdir()
+    (filled / "spark-defaults.conf").write_text("spark.ui.enabled false\n")
+    env = {"SPARK_HOME": str(tmp_path / "spark"), "HADOOP_CONF_DIR": str(empty),
+           "SPARK_DIST_CLASSPATH": f"{tmp_path / 'a.jar'}{os.pathsep}{tmp_path / 'b.jar'}"}
+    assert launcher_class_path(env) == [("SPARK_CONF_DIR", tmp_path / "spark" / "conf"), ("HADOOP_CONF_DIR", empty),
+                                        ("SPARK_DIST_CLASSPATH", tmp_path / "a.jar"),
+                                        ("SPARK_DIST_CLASSPATH", tmp_path / "b.jar")]
+    assert unarchivable(launcher_class_path(env)) is None  # empty or absent: the JVM archives
+    assert unarchivable(launcher_class_path({**env, "SPARK_CONF_DIR": str(filled)})) == ("SPARK_CONF_DIR", filled)
+
+    class Conf(dict):
+        def contains(self, key):
+            return key in self
+
+    for name in ("SPARK_HOME", "SPARK_CONF_DIR", "HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_CLASSPATH",
+                 "SPARK_DIST_CLASSPATH", "PYSPARK_GATEWAY_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    java = fake_java(tmp_path)
+    monkeypatch.setattr(class_archive, "java_binary", lambda: java)
+    settings = ConsumerSettings.from_env({"JVM_CLASS_ARCHIVE_DIR": str(tmp_path / "cds")})
+    plain = class_archive_plan(settings, conf=Conf())
+    monkeypatch.setenv("HADOOP_CONF_DIR", str(empty))
+    with_hadoop = class_archive_plan(settings, conf=Conf())
+    assert with_hadoop.path != plain.path  # an archive of its own
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path / "nowhere"))  # no conf directory there: the same JVM
+    assert class_archive_plan(settings, conf=Conf()).path == with_hadoop.path
+    monkeypatch.setenv("SPARK_CONF_DIR", str(filled))
+    assert class_archive_plan(settings, conf=Conf()) is None
+    assert f"SPARK_CONF_DIR puts the directory {filled}, which is not empty" in caplog.text
