@@ -288,8 +288,9 @@ def class_archive_plan(settings: ConsumerSettings, master: str | None = None, co
                     "and the JVM archives no classes with one there", *refused)
         return None
     directory = settings.class_archive_dir or cache_root() / "class-archives"
-    return class_archive.plan(directory, class_archive.java_binary(),
-                              [*class_archive.spark_classpath(), *(entry for _, entry in from_env if entry.exists())], options)
+    present = [entry for _, entry in from_env if entry.exists()]  # an absent entry is nothing to the JVM
+    return class_archive.plan(directory, class_archive.java_binary(), [*class_archive.spark_classpath(), *present],
+                              options)
 
 
 def build_session(settings: ConsumerSettings, master: str | None = None, jars: list[str] = (),
