@@ -166,13 +166,10 @@ class Bound:
     def holds(self, value) -> bool:
         return value > self.limit if self.op == ">" else value >= self.limit
 
-    def violated_sql(self) -> str:
-        """A SQL condition TRUE for a row that breaks the rule (NULL counts as passing)."""
-        return f"{self.field} {'<=' if self.op == '>' else '<'} {self.limit}"
-
-    def violated_in_spark(self, column):
-        """The same condition on a Spark column."""
-        return column <= self.limit if self.op == ">" else column < self.limit
+    def violated_sql(self, column: str | None = None) -> str:
+        """A SQL condition TRUE for a row that breaks the rule (NULL counts as passing), on
+        ``column`` (the field's own name by default); PostgreSQL and Spark SQL read it alike."""
+        return f"{column or self.field} {'<=' if self.op == '>' else '<'} {self.limit}"
 
 
 BOUNDS: tuple[Bound, ...] = (

@@ -122,6 +122,39 @@ def test_malformed_messages_get_a_reason_and_stay_out_of_the_lake(spark, value, 
     assert valid_ticks(ticks).count() == 1
 
 
+def _written(prices: str, index: str = "HSI") -> bytes:
+    """A tick whose prices are written as ``prices`` (JSON members, exactly as given)."""
+    rest = f'"stream_ts": "2026-11-23T12:00:00Z", "date": "2020-01-02", "index": "{index}", "volume": 1'
+    return ("{" + prices + ", " + rest + "}").encode()
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: Spark's JSON parser rounds prices to 10 places, half up, "
+                   "before the checks see them (docs/failure-and-recovery.md)")
+def test_places_beyond_the_parse_scale_are_refused_too(spark):
+    """Pins the limitation: these are stored rounded (1.00000000001 as 1, 1e-20 as 0), not dead
+    letters. Exact checks were measured at +12% to +47% of the parse (docs/performance.md);
+    whoever fixes it removes the mark."""
+    from stockpulse.stream.transform import to_ticks
+
+    values = [_written('"close": 1.00000000001'), _written('"close": 1.5, "open": 1e-20')]
+    reasons = [r[REASON_COLUMN] for r in to_ticks(kafka_rows(spark, values)).orderBy("kafka_offset").collect()]
+    assert reasons == ["field 'close' has more than 8 decimal places", "field 'open' has more than 8 decimal places"]
+
+
+def test_numbers_written_long_or_with_an_exponent_keep_their_exact_value(spark):
+    from stockpulse.stream.transform import to_ticks, valid_ticks
+
+    cases = {
+        _written('"close": 1.5e2'): Decimal("150"),
+        _written('"close": 1.10000000000000000000'): Decimal("1.1"),
+        _written('"close": 123456789E-8, "open": 0e-50'): Decimal("1.23456789"),
+        _written('"close": "1,000.500000000000"'): Decimal("1000.5"),
+        _written('"close": 2.5', index="N1e5.00000000000001"): Decimal("2.5"),  # the text outside the prices
+    }
+    rows = valid_ticks(to_ticks(kafka_rows(spark, list(cases)))).collect()
+    assert [r["close"] for r in rows] == list(cases.values())
+
+
 @pytest.mark.parametrize("wanted, on_classpath, expected", [
     ("auto", True, True), ("auto", False, False), ("python", True, False), ("builtin", True, True),
 ])
