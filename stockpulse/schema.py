@@ -132,18 +132,31 @@ def dead_letter_columns() -> dict[str, tuple[str, bool]]:
     return {f.name: (f.sql_type, f.nullable) for f in DEAD_LETTER_FIELDS}
 
 
+_JSON_TYPE_NAMES = {"BIGINT": "long", "INT": "integer"}
+"""Spark's JSON names of the DDL types above that differ from them in more than case."""
+
+
+def spark_type_json(ddl_type: str) -> str:
+    """A DDL type of this module (``DECIMAL(18,8)``, ``BIGINT``) as Spark names it in a schema's
+    JSON form, which pyspark reads without the JVM."""
+    return _JSON_TYPE_NAMES.get(ddl_type, ddl_type.lower())
+
+
 def spark_tick_schema():
     """The ``StructType`` that ``from_json`` parses a message value with: the contract's types,
     but prices in :data:`PARSE_PRICE_SPARK` so that out-of-range and over-precise values can be
     told from absent ones (the job checks them, then casts to the stored type).
 
+    Built from the schema's JSON form, not from DDL: pyspark hands DDL to the JVM's SQL parser,
+    ~0.5 s on a job's start-up path when it is the parser's first use (docs/performance.md).
     Imported lazily so the producer and the dashboard do not need a JVM.
     """
     from pyspark.sql.types import StructType
 
-    ddl = ", ".join(f"`{f.name}` {PARSE_PRICE_SPARK if f.sql_type == _PRICE_SQL else f.spark_type}"
-                    for f in TICK_FIELDS)
-    return StructType.fromDDL(ddl)
+    return StructType.fromJson({"type": "struct", "fields": [
+        {"name": f.name, "nullable": True, "metadata": {},
+         "type": spark_type_json(PARSE_PRICE_SPARK if f.sql_type == _PRICE_SQL else f.spark_type)}
+        for f in TICK_FIELDS]})
 
 
 PRICE_FIELDS: tuple[str, ...] = tuple(f.name for f in TICK_FIELDS if f.sql_type == _PRICE_SQL)

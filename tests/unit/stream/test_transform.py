@@ -122,6 +122,17 @@ def test_malformed_messages_get_a_reason_and_stay_out_of_the_lake(spark, value, 
     assert valid_ticks(ticks).count() == 1
 
 
+def test_the_parse_schema_built_without_the_jvm_equals_its_ddl(spark):
+    """``spark_tick_schema`` skips the JVM's SQL parser (its first use costs start-up time): the
+    JSON form it builds must mean what the contract's DDL types say."""
+    from pyspark.sql.types import StructType
+
+    from stockpulse.schema import PARSE_PRICE_SPARK, PRICE_FIELDS, TICK_FIELDS, spark_tick_schema
+
+    ddl = ", ".join(f"`{f.name}` {PARSE_PRICE_SPARK if f.name in PRICE_FIELDS else f.spark_type}" for f in TICK_FIELDS)
+    assert spark_tick_schema() == StructType.fromDDL(ddl)
+
+
 def _written(prices: str, index: str = "HSI") -> bytes:
     """A tick whose prices are written as ``prices`` (JSON members, exactly as given)."""
     rest = f'"stream_ts": "2026-11-23T12:00:00Z", "date": "2020-01-02", "index": "{index}", "volume": 1'
