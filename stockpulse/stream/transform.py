@@ -15,17 +15,14 @@ from stockpulse.schema import (
 )
 
 
-def _text(value: str) -> str:
-    """``value`` as a Spark SQL string literal (backslash escapes, as Spark's parser reads them)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\u0000", "\\u0000") + "'"
-
-
 def dead_letter_reason(parsed: str = "t", raw: str = "raw_value") -> Column:
     """The first reason a record is not a valid tick, or NULL when it is one, over the struct
     column ``parsed`` (``from_json``'s output) and the message text ``raw``.
 
-    Written as one SQL expression: built from ``functions`` calls it took ~1,900 py4j round trips
-    and ~0.6 s of every job's start (docs/performance.md, eighth round); as text it is one.
+    Each condition is SQL text: built from ``functions`` calls the whole took ~1,900 py4j round
+    trips and ~0.6 s of a job's cold start (docs/performance.md, eighth round); now ~600. The
+    texts hold no quote or backslash escape, so they mean the same whatever a user sets for
+    Spark's parser (``spark.sql.parser.escapedStringLiterals``); the reasons are plain literals.
     """
     def field(name: str) -> str:
         return f"{parsed}.`{name}`"
@@ -36,8 +33,8 @@ def dead_letter_reason(parsed: str = "t", raw: str = "raw_value") -> Column:
     # Only a message without any tick field can be empty, so the trim runs for those alone:
     # Spark's trim of a right end scans the whole string and allocates two arrays of its length,
     # ~4% of the task samples when every message was trimmed (docs/performance.md).
-    blank = _text(" " + chr(0))
-    branches.append((f"{raw} IS NULL OR ({all_missing} AND trim(BOTH {blank} FROM {raw}) = '')", "empty message"))
+    branches.append((f"{raw} IS NULL OR ({all_missing} AND trim(BOTH concat(' ', char(0)) FROM {raw}) = '')",
+                     "empty message"))
     branches.append((all_missing, "not a JSON object with tick fields"))
     branches += [(f"{field(f.name)} IS NULL", f"field '{f.name}' is missing or not a valid {f.json_type}")
                  for f in TICK_FIELDS if not f.nullable]
@@ -47,7 +44,7 @@ def dead_letter_reason(parsed: str = "t", raw: str = "raw_value") -> Column:
     index = field("index")
     branches += [
         (f"char_length({index}) = 0", "field 'index' is empty"),
-        (f"instr({index}, {_text(chr(0))}) > 0", "field 'index' contains a NUL character"),
+        (f"instr({index}, char(0)) > 0", "field 'index' contains a NUL character"),
         (f"char_length({index}) > {INDEX_MAX_LENGTH}",
          f"field 'index' is longer than {INDEX_MAX_LENGTH} characters"),
         (f"octet_length({index}) > {INDEX_MAX_BYTES}",
@@ -67,13 +64,16 @@ def dead_letter_reason(parsed: str = "t", raw: str = "raw_value") -> Column:
         # An optional price that is present but did not parse ("abc", NaN, 1e308) would be stored
         # as NULL; the raw text is looked at only for the rare NULL price (a second JSON parse).
         branches += [
-            (f"{price} IS NULL AND get_json_object({raw}, {_text('$.' + name)}) IS NOT NULL",
+            (f"{price} IS NULL AND get_json_object({raw}, '$.{name}') IS NOT NULL",
              f"field '{name}' is not a valid number or is out of range"),
             (f"abs({price}) >= {PRICE_LIMIT}", f"field '{name}' is out of range (prices stay below {PRICE_LIMIT:,})"),
             (f"{price} != round({price}, {PRICE_SCALE})", f"field '{name}' has more than {PRICE_SCALE} decimal places"),
         ]
-    cases = " ".join(f"WHEN {condition} THEN {_text(reason)}" for condition, reason in branches)
-    return F.expr(f"CASE {cases} END")
+    (condition, text), *rest = branches
+    reason = F.when(F.expr(condition), F.lit(text))
+    for condition, text in rest:
+        reason = reason.when(F.expr(condition), F.lit(text))
+    return reason
 
 
 def _optimizer_barrier(column: Column) -> Column:

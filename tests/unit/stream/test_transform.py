@@ -133,6 +133,23 @@ def test_the_parse_schema_built_without_the_jvm_equals_its_ddl(spark):
     assert spark_tick_schema() == StructType.fromDDL(ddl)
 
 
+@pytest.mark.parametrize("escaped", ["true", "false"])
+def test_the_reasons_mean_the_same_under_either_string_literal_setting(spark, escaped):
+    """The reasons' conditions are SQL text: a user's ``escapedStringLiterals`` must not change
+    what they find (a NUL written as an escape would silently stop matching)."""
+    from stockpulse.stream.transform import to_ticks
+
+    values = [b" \x00 ", _message(index="H\u0000SI"), _message(open="abc"), tick()]
+    spark.conf.set("spark.sql.parser.escapedStringLiterals", escaped)
+    try:
+        ticks = to_ticks(kafka_rows(spark, values))
+    finally:
+        spark.conf.unset("spark.sql.parser.escapedStringLiterals")
+    reasons = [r[REASON_COLUMN] for r in ticks.orderBy("kafka_offset").select(REASON_COLUMN).collect()]
+    assert reasons == ["empty message", "field 'index' contains a NUL character",
+                       "field 'open' is not a valid number or is out of range", None]
+
+
 def _written(prices: str, index: str = "HSI") -> bytes:
     """A tick whose prices are written as ``prices`` (JSON members, exactly as given)."""
     rest = f'"stream_ts": "2026-11-23T12:00:00Z", "date": "2020-01-02", "index": "{index}", "volume": 1'
