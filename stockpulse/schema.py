@@ -34,7 +34,9 @@ of these once stopped the job at the COPY. Four-digit years are what the contrac
 strings mean."""
 PARSE_PRICE_SPARK = f"DECIMAL(38,{PRICE_SCALE + 2})"
 """What the Spark job parses prices as before checking them: wide enough that a price too large
-or too precise for the sinks is seen and refused, instead of silently becoming NULL or rounded."""
+or too precise for the sinks is seen and refused, instead of silently becoming NULL or rounded.
+Spark's parser rounds to this scale first: digits only past the 10th place are rounded, not
+refused (a known gap, docs/failure-and-recovery.md)."""
 """close DECIMAL(18,8) x volume DECIMAL(19,0) fits DECIMAL(38,8) without Spark reducing scale."""
 
 

@@ -21,8 +21,9 @@ def dead_letter_reason(parsed: str = "t", raw: str = "raw_value") -> Column:
 
     Each condition is SQL text: built from ``functions`` calls the whole took ~1,900 py4j round
     trips and ~0.6 s of a job's cold start (docs/performance.md, eighth round); now ~600. The
-    texts hold no quote or backslash escape, so they mean the same whatever a user sets for
-    Spark's parser (``spark.sql.parser.escapedStringLiterals``); the reasons are plain literals.
+    texts hold no backslash escape (a NUL is ``char(0)``), so they mean the same whatever a user
+    sets for Spark's parser (``spark.sql.parser.escapedStringLiterals``); the reasons are plain
+    literals.
     """
     def field(name: str) -> str:
         return f"{parsed}.`{name}`"
@@ -40,7 +41,8 @@ def dead_letter_reason(parsed: str = "t", raw: str = "raw_value") -> Column:
                  for f in TICK_FIELDS if not f.nullable]
     branches += [(bound.violated_sql(field(bound.field)), f"field '{bound.field}' {bound.broken}") for bound in BOUNDS]
     # What the sinks cannot hold: PostgreSQL's TEXT takes no NUL, a lake directory name is short,
-    # NUMERIC(18,8) neither holds 10^10 nor a ninth decimal (never null or round one silently).
+    # NUMERIC(18,8) neither holds 10^10 nor a ninth decimal (never null or round one silently;
+    # but Spark's parse has already rounded past the tenth place: docs/failure-and-recovery.md).
     index = field("index")
     branches += [
         (f"char_length({index}) = 0", "field 'index' is empty"),
