@@ -15,9 +15,19 @@ from stockpulse.schema import (
 )
 
 
-def dead_letter_reason(parsed: str = "t", raw: str = "raw_value") -> Column:
+KEPT = "_kept_"
+"""Prefix of the columns holding each price cast to its stored type, between two projections."""
+
+
+def dead_letter_reason(parsed: str = "t", raw: str = "raw_value", kept: str | None = None) -> Column:
     """The first reason a record is not a valid tick, or NULL when it is one, over the struct
     column ``parsed`` (``from_json``'s output) and the message text ``raw``.
+
+    ``kept`` prefixes the columns holding each price as stored (``try_cast`` to the sinks'
+    decimal, as :func:`tick_columns` computes them once); without it the cast is spelled out here.
+    Both price checks read that one cast: NULL means the price does not fit the sinks, a value
+    unequal to the parsed one means it had more places than they keep. This replaced an ``abs``
+    and a ``round`` per price, each a new ``BigDecimal`` per row (docs/performance.md, ninth round).
 
     Each condition is SQL text: built from ``functions`` calls the whole took ~1,900 py4j round
     trips and ~0.6 s of a job's cold start (docs/performance.md, eighth round); now ~600. The
@@ -61,15 +71,20 @@ def dead_letter_reason(parsed: str = "t", raw: str = "raw_value") -> Column:
     branches += [(f"{field(name)} < {lowest} OR {field(name)} > {highest}",
                   f"field '{name}' is out of range (years {first} to {last})")
                  for name, (lowest, highest) in bounds.items()]
+    stored_type = {f.name: f.spark_type for f in TICK_FIELDS}
     for name in PRICE_FIELDS:
         price = field(name)
+        as_stored = f"{kept}{name}" if kept else f"try_cast({price} AS {stored_type[name]})"
         # An optional price that is present but did not parse ("abc", NaN, 1e308) would be stored
         # as NULL; the raw text is looked at only for the rare NULL price (a second JSON parse).
+        # The cast rounds half up: a NULL from it is a price at or past the limit, or one below
+        # it whose rounding reached it, which had more places than the sinks keep.
         branches += [
             (f"{price} IS NULL AND get_json_object({raw}, '$.{name}') IS NOT NULL",
              f"field '{name}' is not a valid number or is out of range"),
-            (f"abs({price}) >= {PRICE_LIMIT}", f"field '{name}' is out of range (prices stay below {PRICE_LIMIT:,})"),
-            (f"{price} != round({price}, {PRICE_SCALE})", f"field '{name}' has more than {PRICE_SCALE} decimal places"),
+            (f"{as_stored} IS NULL AND abs({price}) >= {PRICE_LIMIT}",
+             f"field '{name}' is out of range (prices stay below {PRICE_LIMIT:,})"),
+            (f"NOT ({as_stored} <=> {price})", f"field '{name}' has more than {PRICE_SCALE} decimal places"),
         ]
     (condition, text), *rest = branches
     reason = F.when(F.expr(condition), F.lit(text))
@@ -101,7 +116,7 @@ def _sanitized(text: Column) -> Column:
 
 
 def tick_columns() -> tuple[list[Column], ...]:
-    """The three projections :func:`to_ticks` applies, as columns that name their inputs only.
+    """The projections :func:`to_ticks` applies, as columns that name their inputs only.
 
     Building them takes ~2,700 py4j calls (~1 s of the driver, measured); they belong to no
     DataFrame, so a job builds them once and applies them to every query's records.
@@ -110,28 +125,32 @@ def tick_columns() -> tuple[list[Column], ...]:
     parsed = F.from_json(raw, spark_tick_schema(), {"mode": "PERMISSIVE"})
     volume = F.col("t.volume").cast("DECIMAL(19,0)")
     stored = {f.name: f for f in TICK_FIELDS}
+    lineage = ["topic", "partition", "offset", "timestamp"]
     parse = [
-        F.col("topic"), F.col("partition"), F.col("offset"), F.col("timestamp"),
+        *[F.col(name) for name in lineage],
         F.col("key").alias("raw_key"), raw.alias("raw_value"), parsed.alias("t"),
         # A nondeterministic column stops the optimizer from pushing a later filter on the
         # reason below this projection, which would inline from_json once per field it checks
         # (measured: 4x slower on 100k messages). It is dropped in the next projection.
         F.spark_partition_id().alias("_parse_barrier"),
     ]
+    # Prices were parsed wide to be checked; each is cast to its stored type once, here, and both
+    # the stored column and the reasons read the cast (an invalid price becomes NULL: try_cast,
+    # never an error). Used more than once, the cast is not inlined into the next projection.
+    keep = [
+        *[F.col(name) for name in [*lineage, "raw_key", "raw_value", "t"]],
+        *[F.col(f"t.{name}").try_cast(stored[name].spark_type).alias(f"{KEPT}{name}") for name in PRICE_FIELDS],
+    ]
     enrich = [
-        # Prices were parsed wide to be checked; a valid one fits the stored type exactly (an
-        # invalid one becomes NULL here, and is a dead letter anyway: try_cast, never an error).
-        *[(F.col(f"t.{name}").try_cast(stored[name].spark_type) if name in PRICE_FIELDS else F.col(f"t.{name}"))
-          .alias(name) for name in stored],
-        (F.col("t.close").try_cast(stored["close"].spark_type) * volume).cast(TRADE_VALUE.spark_type)
-        .alias(TRADE_VALUE.name),
+        *[F.col(f"{KEPT}{name}" if name in PRICE_FIELDS else f"t.{name}").alias(name) for name in stored],
+        (F.col(f"{KEPT}close") * volume).cast(TRADE_VALUE.spark_type).alias(TRADE_VALUE.name),
         F.col("topic").alias("kafka_topic"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.coalesce(F.col("timestamp"), F.timestamp_seconds(F.lit(0))).alias("kafka_timestamp"),
         F.col("raw_key"),
         F.col("raw_value"),
-        _optimizer_barrier(dead_letter_reason("t", "raw_value")).alias(REASON_COLUMN),
+        _optimizer_barrier(dead_letter_reason("t", "raw_value", KEPT)).alias(REASON_COLUMN),
     ]
     dead = F.col(REASON_COLUMN).isNotNull()
     name = [
@@ -140,7 +159,7 @@ def tick_columns() -> tuple[list[Column], ...]:
         F.when(dead, _sanitized(F.col("raw_value"))).alias("raw_value"),
         F.col(REASON_COLUMN),
     ]
-    return parse, enrich, name
+    return parse, keep, enrich, name
 
 
 def to_ticks(records: DataFrame, columns: tuple[list[Column], ...] | None = None) -> DataFrame:
@@ -156,8 +175,10 @@ def to_ticks(records: DataFrame, columns: tuple[list[Column], ...] | None = None
     before parsing cost ~15% of the job's task time (the profile in ``docs/performance.md``); the
     repair now runs on dead letters only.
     """
-    parse, enrich, name = columns if columns is not None else tick_columns()
-    return records.select(*parse).select(*enrich).select(*name)
+    projections = columns if columns is not None else tick_columns()
+    for projection in projections:
+        records = records.select(*projection)
+    return records
 
 
 def valid_ticks(ticks: DataFrame) -> DataFrame:

@@ -156,6 +156,29 @@ def _written(prices: str, index: str = "HSI") -> bytes:
     return ("{" + prices + ", " + rest + "}").encode()
 
 
+def test_prices_at_the_limit_get_the_reason_that_is_true_of_them(spark):
+    """Both price checks read one cast to the stored decimal, which rounds half up: a price just
+    below the limit with a ninth place rounds past it, and must be refused for its places, not its
+    size; the largest storable price and the limit itself fall either side."""
+    from stockpulse.stream.transform import to_ticks
+
+    cases = {
+        '"close": 9999999999.99999999': None,
+        '"close": -9999999999.99999999': "field 'close' is not positive",
+        '"close": 9999999999.999999995': "field 'close' has more than 8 decimal places",
+        '"close": 1.5, "open": -9999999999.999999995': "field 'open' has more than 8 decimal places",
+        '"close": 10000000000': "field 'close' is out of range (prices stay below 10,000,000,000)",
+        '"close": 10000000000.000000001': "field 'close' is out of range (prices stay below 10,000,000,000)",
+        '"close": 1.5, "high": null': None,
+        '"close": 1.000000005': "field 'close' has more than 8 decimal places",
+        '"close": 1.0000000050': "field 'close' has more than 8 decimal places",
+        '"close": 1.50000000000': None,
+    }
+    ticks = to_ticks(kafka_rows(spark, [_written(prices) for prices in cases]))
+    reasons = [r[REASON_COLUMN] for r in ticks.orderBy("kafka_offset").select(REASON_COLUMN).collect()]
+    assert dict(zip(cases, reasons)) == cases
+
+
 @pytest.mark.xfail(strict=True, reason="known limitation: Spark's JSON parser rounds prices to 10 places, half up, "
                    "before the checks see them (docs/failure-and-recovery.md)")
 def test_places_beyond_the_parse_scale_are_refused_too(spark):
