@@ -305,6 +305,9 @@ def build_session(settings: ConsumerSettings, master: str | None = None, jars: l
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
+    from stockpulse.stream.numpy_converters import defer_numpy_converters
+
+    defer_numpy_converters()  # pandas stays out of the start-up path (numpy_converters.py)
     # Workers must run this interpreter (the venv's), not whatever `python3` is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

@@ -58,13 +58,16 @@ def csv_value(field: Field, column):
     quotes doubled, so an empty string stays an empty string and commas or newlines stay inside."""
     from pyspark.sql import functions as F
 
+    # Constants as SQL text, not F.lit, which imports pandas on a job's start (numpy_converters.py);
+    # char(34) is a double quote, written without an escape whatever the parser's settings.
     if field.spark_type == "TIMESTAMP":
         text = F.date_format(column, TIMESTAMP_FORMAT)
     elif field.spark_type == "STRING":
-        text = F.concat(F.lit('"'), F.replace(column, F.lit('"'), F.lit('""')), F.lit('"'))
+        quote = F.expr("char(34)")
+        text = F.concat(quote, F.replace(column, quote, F.expr("repeat(char(34), 2)")), quote)
     else:  # DATE, integers, DECIMAL: Spark's text form is what PostgreSQL reads (decimals plain)
         text = column.cast("string")
-    return F.coalesce(text, F.lit(""))
+    return F.coalesce(text, F.expr("''"))
 
 
 def csv_line(fields: tuple[Field, ...], source: dict | None = None):
