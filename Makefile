@@ -45,8 +45,9 @@ profile: venv sysdeps jars  ## where the streaming job's time goes (CPU per proc
 	$(PY) bench/profile_pipeline.py
 	$(PY) bench/bench_stages.py
 
-bench: venv sysdeps       ## throughput (1M messages), latency and the dashboard on 5M rows, JSON in bench/results/
+bench: venv sysdeps jars  ## throughput (1M messages), latency, each stage against Spark's floor, the cluster and the dashboard on 5M rows, JSON in bench/results/
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_stages.py
 	$(PY) bench/bench_dashboard.py
 	$(PY) bench/bench_cluster.py
 
