@@ -209,7 +209,10 @@ def promote(archive: ArchivePlan, java: Path, jvm_exit_code: int | None) -> bool
     """Give a written archive its final name once the JVM that wrote it shut down in order and a
     fresh JVM maps it; remove it otherwise. True when it was promoted."""
     partial = archive.training
-    if partial is None or not partial.is_file():
+    if partial is None:
+        return False
+    if not partial.is_file():
+        logger.warning("the JVM exited (%s) without writing its class archive: the next job writes it", jvm_exit_code)
         return False
     if jvm_exit_code in ORDERLY_EXITS and maps(java, partial):
         os.replace(partial, archive.path)
@@ -301,8 +304,9 @@ def finish_on_sigterm(archive: ArchivePlan | None, stop_job: Callable[[float], N
     shutting down (each would print a py4j stack trace). A batch it cuts short is not committed
     and is replayed by the next start.
 
-    Only then: a job that maps an archive keeps dying on SIGTERM as before. The JVM, signalled with
-    the same process group or by its standard input closing, shuts down and writes the archive.
+    Only then: a job that maps an archive keeps dying on SIGTERM as before. The JVM, which ignores
+    SIGTERM (:func:`keep_sigterm_from_jvm`), shuts down when its standard input closes and writes
+    the archive; a SIGTERM to the whole process group reaches only this process.
     """
     if archive is None or archive.training is None:
         return
@@ -337,22 +341,59 @@ def finish(archive: ArchivePlan | None, timeout: float = EXIT_TIMEOUT_SECONDS) -
         return
     logger.info("waiting for the JVM to write its class archive (once; JVM_CLASS_ARCHIVE=false skips it)")
     try:
-        try:
-            gateway.shutdown()
-        except Exception:  # noqa: BLE001 - the connection may already be gone; the JVM exits either way
-            logger.debug("gateway shutdown", exc_info=True)
+        # No gateway.shutdown(): it closes every connection at once, and a call still in flight
+        # (py4j's finalizer thread releasing the Java objects the stop thread dropped) fails and
+        # is logged, retried, with a stack trace. Marked disconnected, py4j sends nothing more; the
+        # JVM, its standard input closed, answers what is in flight and exits.
+        gateway._gateway_client.is_connected = False
         if process.stdin is not None:
             process.stdin.close()
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            code = None
+            # Never leave it running: it would write a file nobody checks after this job is gone
+            # (and a supervisor sees the job stopped while its JVM still works).
+            process.kill()
+            process.wait(timeout=30)
+            archive.training.unlink(missing_ok=True)
+            logger.warning("the JVM was still writing its class archive after %.0f s: stopped it; the next job "
+                           "that ends cleanly writes it again", timeout)
+            return
         promote(archive, java, code)
     except KeyboardInterrupt:
         archive.training.unlink(missing_ok=True)
         logger.warning("interrupted: no JVM class archive this time")
     except Exception as exc:  # noqa: BLE001 - see above: never fail a job over its archive
         logger.warning("the JVM class archive was not kept: %s", exc)
+
+
+def keep_sigterm_from_jvm() -> None:
+    """Start pyspark's JVM with SIGTERM ignored (as pyspark starts it with SIGINT ignored).
+
+    ``make down`` and supervisors SIGTERM the job's whole process group, the JVM included. A JVM
+    that handles it starts its own exit at once: Spark's shutdown hooks cancel the batch in flight,
+    and the archive's linking and writing (15-28 s on a loaded machine, measured) race the
+    driver's :func:`finish_on_sigterm`, whose py4j calls meet a dying gateway (stack traces) and
+    whose wait ran out first, leaving the JVM behind to write a file nobody checked. Ignoring it,
+    the JVM exits when the driver, having stopped the queries, closes its standard input; an
+    ignored signal survives ``exec``, and HotSpot leaves an ignored SIGTERM ignored. SIGKILL to
+    the group still ends it."""
+    from pyspark import java_gateway
+
+    popen = java_gateway.Popen
+    if getattr(popen, "keeps_sigterm", False):
+        return
+
+    def launch(*args, preexec_fn=None, **kwargs):
+        def child() -> None:
+            if preexec_fn is not None:
+                preexec_fn()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+        return popen(*args, preexec_fn=child, **kwargs)
+
+    launch.keeps_sigterm = True
+    java_gateway.Popen = launch
 
 
 def discard(archive: ArchivePlan | None) -> None:

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             JobSettings, announce, build_session, class_archive_plan, connector_jars, postgres_writer_jars,
             query_starter, triggers, wait_for,
         )
-        from stockpulse.stream.class_archive import finish, finish_on_sigterm, jvm_pid, report
+        from stockpulse.stream.class_archive import finish, finish_on_sigterm, jvm_pid, keep_sigterm_from_jvm, report
         from stockpulse.stream.lake import remove_uncommitted
 
         stack = StackSettings.from_env()
@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         remove_uncommitted(job.consumer.lake_path)
         jars = [*connector_jars(job.consumer.kafka_source), *postgres_writer_jars(job.postgres.writer)]
         archive = class_archive_plan(job.consumer, args.master)
+        if archive is not None and archive.training is not None:
+            keep_sigterm_from_jvm()  # this process stops it on SIGTERM, then lets it write (finish_on_sigterm)
         spark = build_session(job.consumer, args.master, jars, archive.java_options if archive else ())
         running.spark = spark
         report(archive, jvm_pid())

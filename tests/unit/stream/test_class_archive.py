@@ -207,3 +207,46 @@ def test_what_the_environment_puts_on_the_class_path_keys_the_archive_or_rules_i
     monkeypatch.setenv("SPARK_CONF_DIR", str(filled))
     assert class_archive_plan(settings, conf=Conf()) is None
     assert f"SPARK_CONF_DIR puts the directory {filled}, which is not empty" in caplog.text
+
+
+def test_the_jvm_starts_with_sigterm_ignored_so_a_group_sigterm_reaches_only_the_driver(monkeypatch):
+    """pyspark's own preexec (SIGINT ignored) still runs; SIGTERM is ignored as well, in the child only."""
+    import signal
+    import subprocess
+
+    from pyspark import java_gateway
+
+    monkeypatch.setattr(java_gateway, "Popen", java_gateway.Popen)  # restored after the test
+    class_archive.keep_sigterm_from_jvm()
+    class_archive.keep_sigterm_from_jvm()  # once is enough: not wrapped twice
+    assert java_gateway.Popen.keeps_sigterm and java_gateway.Popen.__name__ == "launch"
+    child = java_gateway.Popen(["sh", "-c", "grep SigIgn /proc/self/status"], stdout=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    ignored = int(child.communicate(timeout=30)[0].split()[1], 16)
+    assert ignored & (1 << (signal.SIGTERM - 1)) and ignored & (1 << (signal.SIGINT - 1))
+    assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN  # this process still hears it
+
+
+def test_a_jvm_still_writing_past_the_budget_is_stopped_and_its_file_removed(tmp_path, monkeypatch, caplog):
+    """Never a JVM left behind to write a file nobody checks once the job is gone."""
+    import signal
+    import subprocess
+
+    jvm = subprocess.Popen(["sleep", "600"], stdin=subprocess.PIPE)
+    partial = jar(tmp_path, "k.jsa.1.partial", b"half")
+
+    class Gateway:
+        class _gateway_client:
+            is_connected = True
+
+    monkeypatch.setattr(class_archive, "_gateway", lambda: (Gateway(), jvm))
+    monkeypatch.setattr(class_archive, "java_binary", lambda: fake_java(tmp_path))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        class_archive.finish(ArchivePlan(tmp_path / "k.jsa", partial), timeout=0.5)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if jvm.poll() is None:
+            jvm.kill()
+    assert jvm.poll() is not None and not partial.exists() and not (tmp_path / "k.jsa").exists()
+    assert "still writing its class archive" in caplog.text
