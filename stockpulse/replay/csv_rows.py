@@ -283,8 +283,14 @@ _JSON_BY_TYPE = {
 }
 
 
-def encode_message(row: TickRow, stream_ts: str) -> bytes:
-    """The JSON value of one Kafka message, field for field as in :data:`stockpulse.schema.TICK_FIELDS`.
+def message_head(stream_ts: str) -> bytes:
+    """The start of every message of one tick: ``{"stream_ts":"...",``. Built once per tick."""
+    return f'{{"stream_ts":{_json_value(stream_ts)},'.encode("utf-8")
+
+
+def message_tail(row: TickRow) -> bytes:
+    """The rest of one message, after its ``stream_ts``: what a row encodes to before the tick has
+    a time, so that it can be encoded ahead of sending (:mod:`stockpulse.replay.tick_feed`).
 
     Written by hand rather than with ``json.dumps`` so that decimals keep their exact digits,
     and as one f-string because it runs once per message (a generator over the contract's fields
@@ -292,7 +298,12 @@ def encode_message(row: TickRow, stream_ts: str) -> bytes:
     """
     value = _json_value
     return (
-        f'{{"stream_ts":{value(stream_ts)},"date":{value(row.date)},"index":{value(row.index)},'
+        f'"date":{value(row.date)},"index":{value(row.index)},'
         f'"open":{value(row.open)},"high":{value(row.high)},"low":{value(row.low)},"close":{value(row.close)},'
         f'"adj_close":{value(row.adj_close)},"volume":{value(row.volume)},"close_usd":{value(row.close_usd)}}}'
     ).encode("utf-8")
+
+
+def encode_message(row: TickRow, stream_ts: str) -> bytes:
+    """The JSON value of one Kafka message, field for field as in :data:`stockpulse.schema.TICK_FIELDS`."""
+    return message_head(stream_ts) + message_tail(row)

@@ -4,7 +4,8 @@ The CLI lives in ``producer/producer.py``; this module holds the loop so tests c
 Client: kafka-python, the library most users of this stack already know; confluent-kafka
 (librdkafka) when asked for (``--client confluent``, :mod:`stockpulse.replay.confluent_client`),
 the faster one. Each message is keyed by index (so one index's ticks stay ordered within a
-partition) and sent with ``acks=all``.
+partition) and sent with ``acks=all``. The CSV is read, checked and encoded in a child process
+(:mod:`stockpulse.replay.tick_feed`), so this one only sends.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Callable, Iterator
 from stockpulse.config import PROJECT_ROOT, KafkaSettings, ProducerSettings, env_int
 from stockpulse.errors import ServiceError, StockPulseError
 from stockpulse.replay.resume import ResumePoint, key_partition
-from stockpulse.replay.csv_rows import BadRow, TickRow, check_header, encode_message, format_stream_ts, group_ticks, read_rows
+from stockpulse.replay.csv_rows import BadRow, check_header, format_stream_ts, message_head
+from stockpulse.replay.tick_feed import Chunk, Tick, TickFeed
 
 logger = logging.getLogger(__name__)
 
@@ -74,44 +76,25 @@ REJECTION_SAMPLE = 5
 """Bad rows logged one by one (and line numbers kept per reason); the rest are only counted."""
 
 
-def _good_rows(path: Path, stats: ReplayStats) -> Iterator[TickRow]:
-    for item in read_rows(path):
-        if isinstance(item, BadRow):
-            if stats.bad_rows < REJECTION_SAMPLE:
-                logger.warning("skipped bad row %s", item)
-            elif stats.bad_rows == REJECTION_SAMPLE:
-                logger.warning("more bad rows: counted by reason in the summary")
-            stats.reject(item)
-            continue
-        stats.valid_rows += 1
-        yield item
-
-
-def _unsent(rows: Iterator[TickRow], point: ResumePoint, stats: ReplayStats) -> Iterator[TickRow]:
-    for row in rows:
-        if point.landed(row):
-            stats.already_sent += 1
-            continue
-        yield row
-
-
-def _ticks(path: Path, loop: bool, stats: ReplayStats, start_date: date | None = None,
-           resume: ResumePoint | None = None) -> Iterator[list[TickRow]]:
-    skip_landed = resume is not None  # only the first pass: a --loop pass after it sends everything
-    while True:
-        produced = False
-        rows = _good_rows(path, stats)
-        if start_date is not None:
-            rows = (r for r in rows if r.date >= start_date)
-        if skip_landed:
-            rows = _unsent(rows, resume, stats)
-        for tick in group_ticks(rows):
-            produced = True
-            yield tick
-        if not loop or not (produced or skip_landed):
-            return
-        skip_landed = False
+def _absorb(stats: ReplayStats, chunk: Chunk, path: Path) -> None:
+    """Count what the reader read (:mod:`stockpulse.replay.tick_feed`); the first bad rows are
+    logged one by one, the rest only counted."""
+    for row in chunk.bad:
+        if stats.bad_rows < REJECTION_SAMPLE:
+            logger.warning("skipped bad row %s", row)
+        elif stats.bad_rows == REJECTION_SAMPLE:
+            logger.warning("more bad rows: counted by reason in the summary")
+        stats.reject(row)
+    stats.valid_rows += chunk.valid_rows
+    stats.already_sent += chunk.already_sent
+    for _ in range(chunk.laps):
         logger.info("reached the end of %s, starting again (--loop)", path)
+
+
+def _fed_ticks(feed: TickFeed, stats: ReplayStats) -> Iterator[Tick]:
+    for chunk in feed.chunks():
+        _absorb(stats, chunk, feed.path)
+        yield from chunk.ticks
 
 
 LINGER_MS = 20
@@ -239,7 +222,9 @@ def replay(
 ) -> ReplayStats:
     """Send ticks until the file (or ``limit``) is exhausted, or ``stop`` is set; then flush.
 
-    ``stop`` is checked between ticks and while waiting for the next one, so a Ctrl-C never
+    The rows come from a reader process (:class:`~stockpulse.replay.tick_feed.TickFeed`), encoded
+    but for their tick's ``stream_ts``, which is taken when the tick is due. ``stop`` is checked
+    between ticks and while waiting for the next one (or for the reader), so a Ctrl-C never
     splits a tick (its rows share one ``stream_ts``) and never lands inside the client's own
     code, and the summary's row count is exactly what reached the broker. A KeyboardInterrupt
     (callers without an event) still stops after a flush. With ``resume``, rows already in the
@@ -274,8 +259,10 @@ def replay(
             name, detail = type(exc).__name__, str(exc)  # kafka-python's text may start with the name already
             logger.error("send failed (%d so far): %s", failures, detail if detail.startswith(name) else f"{name}: {detail}")
 
+    feed = None
     try:
-        for tick in _ticks(csv_path, loop, stats, start_date, resume):
+        feed = TickFeed(csv_path, loop, start_date, resume, stop)
+        for tick in _fed_ticks(feed, stats):
             if limit is not None and stats.ticks >= limit:
                 break
             if stop.is_set():
@@ -287,18 +274,22 @@ def replay(
                     stats.interrupted = True
                     break
                 next_due = max(next_due + tick_interval, time.monotonic() - tick_interval)
-            stream_ts = format_stream_ts(clock())
-            for row in tick:
-                future = producer.send(topic, key=row.index.encode(), value=encode_message(row, stream_ts))
+            head = message_head(format_stream_ts(clock()))
+            for key, tail in tick:
+                future = producer.send(topic, key=key, value=head + tail)
                 sent[0] += 1
                 future.add_callback(acked)
                 future.add_errback(failed)
             stats.ticks += 1
             if progress:
                 progress(len(tick))
+        else:
+            stats.interrupted = stop.is_set() and not feed.finished  # the feed saw the stop first
     except KeyboardInterrupt:
         stats.interrupted = True
     finally:
+        if feed is not None:
+            feed.close()
         def pending() -> int:
             with counted:
                 return sent[0] - stats.rows - stats.failed_sends

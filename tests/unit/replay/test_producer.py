@@ -204,9 +204,14 @@ def test_a_signal_cuts_the_wait_for_a_dead_broker_short(tmp_path, monkeypatch):
 
     monkeypatch.setattr(producer_module, "STOPPED_DRAIN_SECONDS", 0.2)
     stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
+
+    class StoppedWhileDraining(HangingProducer):
+        def flush(self, timeout=None):
+            threading.Timer(0.3, stop.set).start()  # the signal comes while the final flush waits
+            super().flush(timeout)
+
     started = time.monotonic()
-    stats = replay(csv_file(tmp_path), "t", HangingProducer(), tick_interval=0, drain_timeout=60, stop=stop)
+    stats = replay(csv_file(tmp_path), "t", StoppedWhileDraining(), tick_interval=0, drain_timeout=60, stop=stop)
     assert time.monotonic() - started < 5 and stats.failed_sends == 6
 
 
